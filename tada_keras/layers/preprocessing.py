@@ -1,0 +1,40 @@
+"""Input preprocessing inside the model, so saved models take raw RGB in [0, 255]."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+# keras.applications' "caffe" convention (ResNet50 ImageNet weights): BGR, mean-subtracted.
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tada_keras")
+class ImagePreprocessing(keras.layers.Layer):
+    """Maps RGB images in [0, 255] to what the backbone expects.
+
+    Args:
+        mode: ``"caffe"`` (BGR minus the ImageNet mean, as keras.applications.ResNet50
+            expects) or ``"unit"`` (scale to [-1, 1]; for backbones trained from scratch).
+    """
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("caffe", "unit"):
+            raise ValueError(f"ImagePreprocessing: mode must be 'caffe' or 'unit', got {mode!r}")
+        self.mode = mode
+
+    def call(self, images):
+        images = ops.cast(images, self.compute_dtype)
+        if self.mode == "unit":
+            return images / 127.5 - 1.0
+        bgr = ops.flip(images, axis=-1)
+        return bgr - ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config

@@ -1,0 +1,99 @@
+"""Backbones returning multi-scale features C2..C5 (strides 4, 8, 16, 32)."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+BACKBONES = ("resnet50", "resnet18", "tiny")
+
+# keras.applications.ResNet50 layer names of the last block of each stage.
+_RESNET50_FEATURES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                      "conv5_block3_out")
+
+
+class BackboneWeightsError(RuntimeError):
+    """The requested backbone weights cannot be loaded."""
+
+
+def build_backbone(name: str, weights=None, input_shape=(None, None, 3)) -> keras.Model:
+    """Returns a Model mapping preprocessed images to [C2, C3, C4, C5].
+
+    Args:
+        name: one of ``BACKBONES``. ``resnet50`` is keras.applications.ResNet50 (the
+            paper's); ``resnet18`` is a basic-block ResNet-18 built from keras layers for
+            CPU work; ``tiny`` is a 4-stage conv net for tests.
+        weights: ``None`` (random init), ``"imagenet"`` (resnet50 only; downloads, so it
+            needs the internet) or a path to a weights file for that backbone.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; expected one of {list(BACKBONES)}.")
+    if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
+        raise BackboneWeightsError(f"backbone_weights: file not found: {weights}")
+    if weights == "imagenet" and name != "resnet50":
+        raise BackboneWeightsError(
+            f"backbone_weights='imagenet' exists only for resnet50, not {name!r}.")
+    if name == "resnet50":
+        return _resnet50(weights, input_shape)
+    model = _resnet18(input_shape) if name == "resnet18" else _tiny(input_shape)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _resnet50(weights, input_shape):
+    try:
+        base = keras.applications.ResNet50(
+            include_top=False, weights=weights, input_shape=input_shape)
+    except Exception as err:  # noqa: BLE001 - re-raised with the user's fix in the message
+        if weights == "imagenet":
+            raise BackboneWeightsError(
+                "backbone_weights='imagenet' needs to download the ResNet50 ImageNet weights "
+                "(resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5) and that failed "
+                f"({type(err).__name__}: {err}). Offline, copy that file here and pass its "
+                "path as backbone_weights, or use backbone_weights=None.") from None
+        raise BackboneWeightsError(
+            f"backbone_weights: cannot load {weights!r} into ResNet50: {err}") from None
+    outputs = [base.get_layer(n).output for n in _RESNET50_FEATURES]
+    return keras.Model(base.input, outputs, name="resnet50")
+
+
+def _conv_bn_relu(x, filters, kernel, strides, name, relu=True):
+    x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                            kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _basic_block(x, filters, strides, name):
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = _conv_bn_relu(x, filters, 1, strides, f"{name}_0", relu=False)
+    y = _conv_bn_relu(x, filters, 3, strides, f"{name}_1")
+    y = _conv_bn_relu(y, filters, 3, 1, f"{name}_2", relu=False)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+def _resnet18(input_shape):
+    inputs = keras.Input(input_shape)
+    x = _conv_bn_relu(inputs, 64, 7, 2, "conv1")
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    features = []
+    for stage, filters in enumerate((64, 128, 256, 512), start=2):
+        for block in range(2):
+            strides = 2 if (block == 0 and stage > 2) else 1
+            x = _basic_block(x, filters, strides, f"conv{stage}_block{block + 1}")
+        features.append(x)
+    return keras.Model(inputs, features, name="resnet18")
+
+
+def _tiny(input_shape):
+    inputs = keras.Input(input_shape)
+    x = _conv_bn_relu(inputs, 16, 3, 2, "stem")
+    features = []
+    for stage, filters in enumerate((16, 32, 64, 128), start=2):
+        x = _conv_bn_relu(x, filters, 3, 2, f"conv{stage}")
+        features.append(x)
+    return keras.Model(inputs, features, name="tiny")

@@ -1,0 +1,90 @@
+"""The TADA network of the paper (§4.4): backbone + 3-stage FPN decoder + task outputs.
+
+The graph is split into two named sub-models so HeadFreeze can flip one flag:
+
+* ``encoder``: preprocessing, backbone, the top lateral and the up-sampling stages up to
+  the freeze point (default: after the 2nd up-sampling stage, the paper's choice);
+* ``head``: every layer after the freeze point: the remaining up-sampling stages including
+  their lateral (skip-connection) convolutions, every task's output layer and the
+  keypoint depth branch.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tada_keras.layers import ImagePreprocessing
+from tada_keras.models.backbones import build_backbone
+
+FREEZE_POINTS = ("up-1", "up-2", "up-3")
+_NUM_STAGES = 3
+
+
+def _up_stage(top, lateral, stage, channels):
+    """One top-down FPN stage: upsample x2, add a 1x1 lateral of the skip, 3x3 conv+BN+ReLU."""
+    up = keras.layers.UpSampling2D(2, name=f"up{stage}_upsample")(top)
+    skip = keras.layers.Conv2D(channels, 1, name=f"up{stage}_lateral")(lateral)
+    x = keras.layers.Add(name=f"up{stage}_merge")([up, skip])
+    x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                            kernel_initializer="he_normal", name=f"up{stage}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"up{stage}_bn")(x)
+    return keras.layers.ReLU(name=f"up{stage}_out")(x)
+
+
+def build_tada_graph(tasks, backbone="resnet50", backbone_weights=None, decoder_channels=256,
+                     freeze_after="up-2", input_shape=(None, None, 3)):
+    """Builds the functional graph; returns ``(image_input, outputs_dict)``.
+
+    Args:
+        tasks: ``Task`` instances (main first, then anchor); their outputs are merged.
+        backbone: name from ``tada_keras.models.BACKBONES``.
+        backbone_weights: ``None``, ``"imagenet"`` or a weights file path.
+        decoder_channels: width of the FPN decoder.
+        freeze_after: the up-sampling stage after which the ``head`` starts.
+        input_shape: (H, W, 3); H and W must be divisible by 32 (or None).
+    """
+    if freeze_after not in FREEZE_POINTS:
+        raise ValueError(
+            f"freeze_after must be one of {list(FREEZE_POINTS)}, got {freeze_after!r}")
+    for size in input_shape[:2]:
+        if size is not None and size % 32:
+            raise ValueError(f"input_shape {tuple(input_shape)}: height and width must be "
+                             "divisible by 32 (the backbone's output stride).")
+    if input_shape[-1] != 3:
+        raise ValueError(f"input_shape {tuple(input_shape)}: expected 3 (RGB) channels.")
+    split = FREEZE_POINTS.index(freeze_after) + 1
+    channels = int(decoder_channels)
+
+    # === Encoder ===
+    image = keras.Input(input_shape, name="image")
+    mode = "caffe" if backbone == "resnet50" else "unit"
+    x = ImagePreprocessing(mode=mode, name="preprocessing")(image)
+    c2, c3, c4, c5 = build_backbone(backbone, backbone_weights, (None, None, 3))(x)
+    laterals = {1: c4, 2: c3, 3: c2}
+    top = keras.layers.Conv2D(channels, 1, name="top_lateral")(c5)
+    for stage in range(1, split + 1):
+        top = _up_stage(top, laterals[stage], stage, channels)
+        if stage == 2:
+            mid_in_encoder = top  # the depth branch (in the head) reads the 2nd stage
+    encoder_outputs = [top] + [laterals[s] for s in range(split + 1, _NUM_STAGES + 1)]
+    needs_mid = any(getattr(t, "uses_mid_features", False) for t in tasks)
+    if split == 3 and needs_mid:
+        encoder_outputs.append(mid_in_encoder)
+    encoder = keras.Model(image, encoder_outputs, name="encoder")
+
+    # === Head ===
+    head_inputs = [keras.Input((None, None, t.shape[-1]), name=f"head_in_{i}")
+                   for i, t in enumerate(encoder_outputs)]
+    top = head_inputs[0]
+    mid = {1: None, 2: top, 3: head_inputs[-1] if needs_mid else None}[split]
+    for i, stage in enumerate(range(split + 1, _NUM_STAGES + 1), start=1):
+        top = _up_stage(top, head_inputs[i], stage, channels)
+        if stage == 2:
+            mid = top
+    outputs = {}
+    for task in tasks:
+        outputs.update(task.build_outputs(top, mid))
+    head = keras.Model(head_inputs, outputs, name="head")
+
+    # === Functional Model ===
+    return image, head(encoder(image))

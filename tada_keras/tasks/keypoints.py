@@ -1,0 +1,107 @@
+"""3D keypoint anchor: 2D heatmaps plus a depth vector (Bulat & Tzimiropoulos style)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tada_keras import conventions as C
+from tada_keras.tasks import register
+from tada_keras.tasks.base import Task, check_rank
+
+
+@register
+class KeypointsTask(Task):
+    """K keypoint heatmaps at 1/2 input size and a K-vector of relative depths.
+
+    Heatmap targets are unnormalised Gaussians (peak 1) with standard deviation ``sigma``
+    in *output* pixels (default 2.0, face-alignment's 64x64 training maps use sigma 2),
+    regressed with a squared error. Depth targets are the keypoints' depths minus the mean
+    depth of the visible keypoints of the image (translation invariant, as 3D face
+    alignment zero-means z), divided by ``depth_scale``; regressed with a squared error by
+    a 2-layer fully-connected branch (256 hidden units) after global average pooling of the
+    2nd up-sampling stage's output (paper §4.4). Invisible keypoints never reach a loss.
+
+    Args:
+        num_keypoints: K.
+        sigma: heatmap Gaussian standard deviation in output pixels.
+        depth_scale: divides relative depths (dataset units) before the L2 loss.
+        depth_weight: coefficient of the depth term relative to the heatmap term.
+        heatmap_weight: coefficient of the heatmap term.
+    """
+
+    name = "keypoints"
+    label_keys = (C.KEYPOINTS, C.KEYPOINTS_VISIBLE)
+    uses_mid_features = True
+
+    def __init__(self, num_keypoints: int = 68, sigma: float = 2.0, depth_scale: float = 1.0,
+                 depth_weight: float = 1.0, heatmap_weight: float = 100.0):
+        if int(num_keypoints) < 1:
+            raise ValueError(f"keypoints: num_keypoints must be >= 1, got {num_keypoints}")
+        super().__init__(num_keypoints=int(num_keypoints), sigma=float(sigma),
+                         depth_scale=float(depth_scale), depth_weight=float(depth_weight),
+                         heatmap_weight=float(heatmap_weight))
+        self.num_keypoints = int(num_keypoints)
+        self.sigma = float(sigma)
+        self.depth_scale = float(depth_scale)
+        self.depth_weight = float(depth_weight)
+        self.heatmap_weight = float(heatmap_weight)
+
+    def build_outputs(self, fine_features, mid_features):
+        heatmaps = keras.layers.Conv2DTranspose(
+            self.num_keypoints, 4, strides=2, padding="same", dtype="float32",
+            name="keypoints_heatmap",
+        )(fine_features)
+        x = keras.layers.GlobalAveragePooling2D(name="keypoints_depth_pool")(mid_features)
+        x = keras.layers.Dense(256, activation="relu", name="keypoints_depth_fc1")(x)
+        depth = keras.layers.Dense(self.num_keypoints, dtype="float32",
+                                   name="keypoints_depth")(x)
+        return {"keypoints_heatmap": heatmaps, "keypoints_depth": depth}
+
+    def check_labels(self, y, y_pred):
+        k = self.num_keypoints
+        check_rank(y, C.KEYPOINTS, 3, 3, f"(B, {k}, 3)")
+        check_rank(y, C.KEYPOINTS_VISIBLE, 2, None, f"(B, {k})")
+        if tuple(y[C.KEYPOINTS].shape)[1] != k or tuple(y[C.KEYPOINTS_VISIBLE].shape)[1] != k:
+            raise ValueError(f"labels['keypoints']: expected {k} keypoints, got shapes "
+                             f"{tuple(y[C.KEYPOINTS].shape)} and "
+                             f"{tuple(y[C.KEYPOINTS_VISIBLE].shape)}")
+
+    def loss_terms(self, y, y_pred):
+        heatmaps = ops.cast(y_pred["keypoints_heatmap"], "float32")
+        points, visible = sanitize_keypoints(y[C.KEYPOINTS], y[C.KEYPOINTS_VISIBLE])
+        target = gaussian_heatmaps(points, ops.shape(heatmaps)[1], ops.shape(heatmaps)[2],
+                                   self.sigma)
+        heat_loss = ops.square(heatmaps - target)  # (B, h, w, K)
+        heat_weight = ops.zeros_like(heat_loss) + visible[:, None, None, :]
+        rel_depth = relative_depth(points[..., 2], visible) / self.depth_scale
+        depth_pred = ops.cast(y_pred["keypoints_depth"], "float32")
+        depth_loss = ops.square(depth_pred - rel_depth)
+        return [(heat_loss, heat_weight, self.heatmap_weight),
+                (depth_loss, visible, self.depth_weight)]
+
+
+def sanitize_keypoints(points, visible):
+    """Returns (points with invisible/non-finite rows zeroed, float visibility)."""
+    points = ops.cast(points, "float32")
+    ok = ops.logical_and(ops.cast(visible, "bool"), ops.all(ops.isfinite(points), axis=-1))
+    points = ops.where(ok[..., None], points, ops.zeros_like(points))
+    return points, ops.cast(ok, "float32")
+
+
+def relative_depth(depth, visible):
+    """Depth minus the mean depth of the visible keypoints of each example."""
+    count = ops.maximum(ops.sum(visible, axis=-1, keepdims=True), 1.0)
+    mean = ops.sum(depth * visible, axis=-1, keepdims=True) / count
+    return (depth - mean) * visible
+
+
+def gaussian_heatmaps(points, height, width, sigma):
+    """(B, K, >=2) normalised x, y -> (B, height, width, K) Gaussians with peak 1."""
+    points = ops.cast(points, "float32")
+    xs = (ops.cast(ops.arange(width), "float32") + 0.5)[None, None, :, None]
+    ys = (ops.cast(ops.arange(height), "float32") + 0.5)[None, :, None, None]
+    px = points[:, None, None, :, 0] * ops.cast(width, "float32")
+    py = points[:, None, None, :, 1] * ops.cast(height, "float32")
+    dist2 = ops.square(xs - px) + ops.square(ys - py)
+    return ops.exp(-dist2 / (2.0 * sigma * sigma))

@@ -1,0 +1,176 @@
+"""TadaModel: the TADA network plus the one loss computation shared by every method."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tada_keras import conventions as C
+from tada_keras.methods import LOSS_GROUPS, LossWeights
+from tada_keras.models import build_tada_graph
+from tada_keras.tasks import get_task
+
+
+@keras.saving.register_keras_serializable(package="tada_keras")
+class TadaModel(keras.Model):
+    """Shared encoder f and task heads g_m, g_a (paper §3, §4.4) with the TADA loss.
+
+    One batch holds source and target examples. ``y`` is a dict with ``"domain"`` (0 =
+    source, 1 = target, per example), the labels of each task (``tada_keras.conventions``
+    keys) with their masks, and optional per-example presence flags ``"<task>_present"``.
+    Each active loss group (see ``tada_keras.methods``) is a pooled masked mean over the
+    examples of its domain whose labels are present; the total is their weighted sum.
+    Methods differ only in the weights (``set_loss_weights``), never in code paths.
+
+    Args:
+        main_task: registered task name of the main task (e.g. ``"normals"``).
+        anchor_task: registered task name of the anchor task, or ``None``.
+        main_config / anchor_config: keyword arguments of the tasks.
+        backbone: ``"resnet50"`` (paper), ``"resnet18"`` or ``"tiny"``.
+        backbone_weights: ``None``, ``"imagenet"`` or a local weights file.
+        decoder_channels: FPN decoder width.
+        freeze_after: ``"up-1"``, ``"up-2"`` (paper) or ``"up-3"``: where the head starts.
+        input_shape: (H, W, 3) with H, W divisible by 32, or None for any such size.
+
+    Example:
+    ```python
+    model = tada_keras.build_model(main_task="normals", anchor_task="segmentation",
+                                   anchor_config={"num_classes": 41}, backbone="tiny")
+    model.set_loss_weights(tada_keras.get_method("mtl_both").phases[0].weights)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    model.fit(train_ds)  # batches of (image, labels dict with "domain")
+    ```
+    """
+
+    def __init__(self, main_task="normals", anchor_task="segmentation", main_config=None,
+                 anchor_config=None, backbone="resnet50", backbone_weights=None,
+                 decoder_channels=256, freeze_after="up-2", input_shape=(None, None, 3),
+                 **kwargs):
+        main = get_task(main_task, **(main_config or {}))
+        anchor = get_task(anchor_task, **(anchor_config or {})) if anchor_task else None
+        tasks = [main] + ([anchor] if anchor else [])
+        inputs, outputs = build_tada_graph(tasks, backbone, backbone_weights,
+                                           decoder_channels, freeze_after, tuple(input_shape))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # === Config ===
+        self.main_task = main_task
+        self.anchor_task = anchor_task
+        self.main_config = main.get_config()
+        self.anchor_config = anchor.get_config() if anchor else None
+        self.backbone = backbone
+        self.backbone_weights = backbone_weights
+        self.decoder_channels = decoder_channels
+        self.freeze_after = freeze_after
+        self.model_input_shape = tuple(input_shape)
+        self.main = main
+        self.anchor = anchor
+        self.loss_weights_map = LossWeights(source_main=1.0).as_dict()
+        self.group_trackers = {g: keras.metrics.Mean(name=g) for g in LOSS_GROUPS}
+
+    @property
+    def head(self) -> keras.Model:
+        return self.get_layer("head")
+
+    @property
+    def encoder(self) -> keras.Model:
+        return self.get_layer("encoder")
+
+    def _task(self, group):
+        return self.main if group.endswith("_main") else self.anchor
+
+    def set_loss_weights(self, weights) -> None:
+        """Sets the per-group weights (a ``LossWeights`` or a dict); recompile afterwards."""
+        weights = weights.as_dict() if isinstance(weights, LossWeights) else dict(weights)
+        unknown = set(weights) - set(LOSS_GROUPS)
+        if unknown:
+            raise ValueError(f"Unknown loss groups {sorted(unknown)}; expected {LOSS_GROUPS}")
+        if self.anchor is None and (weights.get("source_anchor") or
+                                    weights.get("target_anchor")):
+            raise ValueError("Anchor loss weights set, but the model has no anchor task.")
+        self.loss_weights_map = {g: float(weights.get(g, 0.0)) for g in LOSS_GROUPS}
+        # Weights are compile-time constants of the traced step: force a retrace.
+        self.train_function = self.test_function = None
+
+    def group_losses(self, y, y_pred, groups=LOSS_GROUPS):
+        """Returns {group: scalar loss} for the groups whose labels are in ``y``."""
+        domain = ops.reshape(ops.cast(y[C.DOMAIN], "int32"), (-1,))
+        losses = {}
+        for group in groups:
+            domain_name = group.split("_")[0]
+            task = self._task(group)
+            if task is None or not task.has_labels(y):
+                continue
+            task.check_labels(y, y_pred)
+            selected = ops.cast(domain == (0 if domain_name == "source" else 1), "float32")
+            present = y.get(f"{task.name}_present")
+            if present is not None:
+                selected = selected * ops.reshape(ops.cast(present, "float32"), (-1,))
+            total = 0.0
+            for loss, weight, coefficient in task.loss_terms(y, y_pred):
+                total = total + coefficient * pooled_mean(loss, weight, selected)
+            losses[group] = total
+        return losses
+
+    def weighted_loss(self, y, y_pred):
+        """Pure form of ``compute_loss``: returns (total, {group: loss}), no side effects."""
+        if not isinstance(y, dict) or C.DOMAIN not in y:
+            raise ValueError("TadaModel expects labels as a dict with a 'domain' entry "
+                             "(0 = source, 1 = target per example); see tada_keras.data.")
+        active = [g for g in LOSS_GROUPS if self.loss_weights_map[g] != 0.0]
+        losses = self.group_losses(y, y_pred, active)
+        missing = [g for g in active if g not in losses]
+        if missing:
+            keys = sorted({k for g in missing for k in self._task(g).label_keys})
+            raise ValueError(f"Loss groups {missing} are active but the batch has no labels "
+                             f"for them (expected keys {keys}).")
+        total = ops.convert_to_tensor(0.0, "float32")
+        for group, value in losses.items():
+            total = total + self.loss_weights_map[group] * value
+        return total, losses
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total, losses = self.weighted_loss(y, y_pred)
+        for group, value in losses.items():
+            self.group_trackers[group].update_state(value)
+        for extra in self.losses:  # regularisers, if any
+            total = total + ops.cast(extra, "float32")
+        return total
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "main_task": self.main_task,
+            "anchor_task": self.anchor_task,
+            "main_config": self.main_config,
+            "anchor_config": self.anchor_config,
+            "backbone": self.backbone,
+            "backbone_weights": self.backbone_weights,
+            "decoder_channels": self.decoder_channels,
+            "freeze_after": self.freeze_after,
+            "input_shape": self.model_input_shape,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved weights replace the backbone's: never download or read them again.
+        config = dict(config, backbone_weights=None)
+        return cls(**config)
+
+
+def pooled_mean(loss, weight, selected):
+    """sum(loss * weight * selected) / max(sum(weight * selected), 1), float32.
+
+    ``loss`` and ``weight`` have shape (B, ...), ``selected`` (B,). Elements with zero
+    weight contribute exactly zero (their loss values are replaced, so NaNs cannot leak).
+    """
+    loss = ops.cast(loss, "float32")
+    shape = (-1,) + (1,) * (len(loss.shape) - 1)
+    w = ops.cast(weight, "float32") * ops.reshape(selected, shape)
+    loss = ops.where(w > 0, loss, ops.zeros_like(loss))
+    return ops.sum(loss * w) / ops.maximum(ops.sum(w), 1.0)
+
+
+def build_model(main_task="normals", anchor_task="segmentation", **kwargs) -> TadaModel:
+    """Builds the TADA network (see ``TadaModel`` for the arguments)."""
+    return TadaModel(main_task=main_task, anchor_task=anchor_task, **kwargs)
