@@ -1,0 +1,6 @@
+"""tf.data: TFDS examples -> mixed-domain model batches (see ``pipeline``)."""
+
+from tada_keras.data.pipeline import (DataSpec, eval_dataset, load_split, mixed_train_dataset,
+                                      prepare_example)
+
+__all__ = ["DataSpec", "eval_dataset", "load_split", "mixed_train_dataset", "prepare_example"]

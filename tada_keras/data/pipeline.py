@@ -1,0 +1,196 @@
+"""tf.data pipeline: decode TFDS examples into model batches and mix the domains.
+
+A training batch holds ``batch_source`` source and ``batch_target`` target examples and a
+label dict with every key of the model's tasks, a per-example ``domain`` flag and
+per-example presence flags ``<task>_present``. Labels the method does not use, or that an
+example does not have, are zeros with presence 0 and never reach a loss (the model's
+masks decide; there is no per-method code path here).
+
+Augmentation is the paper's: random colour shift only (no flips or geometric transforms,
+which would change normals), plus random crops to ``crop_size`` when images are larger.
+All of it runs in tf.data, where keras-cv style augmentation works on every backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tada_keras import conventions as C
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What the model needs from a dataset example.
+
+    Args:
+        main_task / anchor_task: task names of the model.
+        num_keypoints: K for the keypoint task.
+        crop_size: training crop (square); None trains on whole images.
+        image_size: resize (square) applied before cropping / for evaluation; None keeps it.
+        label_scale: training labels are resized (nearest) to this fraction of the input,
+            the model's output resolution, so the loss needs no up-sampling.
+    """
+
+    main_task: str = "normals"
+    anchor_task: str | None = "segmentation"
+    num_keypoints: int = 0
+    crop_size: int | None = None
+    image_size: int | None = None
+    label_scale: float = 0.5
+
+
+def load_split(name: str, split: str, data_dir: str | None = None, shuffle: bool = False,
+               seed: int = 0, download: bool = True) -> tf.data.Dataset:
+    """Loads ``name`` (``"builder/config"``) ``split`` as a tf.data of example dicts."""
+    import tada_datasets  # noqa: F401  (registers the project's builders)
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        builder.download_and_prepare()
+    if split not in builder.info.splits:
+        raise ValueError(f"Dataset {name!r} has no split {split!r}; it has "
+                         f"{sorted(builder.info.splits)}.")
+    read_config = tfds.ReadConfig(shuffle_seed=seed) if shuffle else None
+    return builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
+
+
+def _resize(image, size, method):
+    return tf.image.resize(image, (size, size), method=method)
+
+
+def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_anchor: bool,
+                    training: bool, seed=None):
+    """One TFDS example dict -> (image float32 [0, 255], labels dict)."""
+    image = tf.cast(example[C.IMAGE], tf.float32)
+    labels = {}
+    dense = {}
+    if C.NORMALS in example:
+        dense[C.NORMALS] = tf.cast(example[C.NORMALS], tf.float32)
+        mask = example.get(C.NORMALS_MASK)
+        if mask is None:
+            mask = tf.reduce_any(tf.not_equal(dense[C.NORMALS], 0.0), axis=-1)
+        dense[C.NORMALS_MASK] = tf.cast(mask, tf.float32)[..., None]
+    if C.SEGMENTATION in example:
+        seg = tf.cast(example[C.SEGMENTATION], tf.float32)
+        dense[C.SEGMENTATION] = seg if seg.shape.rank == 3 else seg[..., None]
+
+    if spec.image_size:
+        image = _resize(image, spec.image_size, "bilinear")
+        dense = {k: _resize(v, spec.image_size, "nearest") for k, v in dense.items()}
+    if training and spec.crop_size:
+        image, dense, offset = _random_crop(image, dense, spec.crop_size, seed)
+    else:
+        offset = None
+    if training:
+        image = _colour_shift(image, seed)
+        size = tf.shape(image)[:2]
+        out = tf.cast(tf.round(tf.cast(size, tf.float32) * spec.label_scale), tf.int32)
+        dense = {k: tf.image.resize(v, out, method="nearest") for k, v in dense.items()}
+
+    flags = {"main": use_main, "anchor": use_anchor}
+    tasks = {"main": spec.main_task, "anchor": spec.anchor_task}
+    for role, task in tasks.items():
+        if task is None:
+            continue
+        present = tf.constant(1.0 if flags[role] else 0.0)
+        if task == "normals":
+            n = dense.get(C.NORMALS)
+            if n is None:
+                raise ValueError("The dataset has no 'normals' feature for the normals task.")
+            labels[C.NORMALS] = n
+            labels[C.NORMALS_MASK] = dense[C.NORMALS_MASK][..., 0] > 0.5
+        elif task == "segmentation":
+            if C.SEGMENTATION not in dense:
+                raise ValueError("The dataset has no 'segmentation' feature for the "
+                                 "segmentation anchor.")
+            labels[C.SEGMENTATION] = tf.cast(dense[C.SEGMENTATION][..., 0], tf.int32)
+        elif task == "keypoints":
+            if C.KEYPOINTS not in example:
+                raise ValueError("The dataset has no 'keypoints' feature for the keypoint "
+                                 "anchor.")
+            points, visible = _keypoints_after_crop(example, image, offset, spec)
+            labels[C.KEYPOINTS] = points
+            labels[C.KEYPOINTS_VISIBLE] = visible
+        if role == "anchor" and "has_anchor" in example:
+            present = present * tf.cast(example["has_anchor"], tf.float32)
+        labels[f"{task}_present"] = present
+    labels[C.DOMAIN] = tf.constant(domain, tf.int32)
+    return image, labels
+
+
+def _random_crop(image, dense, size, seed):
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    oy = tf.random.uniform((), 0, tf.maximum(h - size, 0) + 1, tf.int32, seed=seed)
+    ox = tf.random.uniform((), 0, tf.maximum(w - size, 0) + 1, tf.int32, seed=seed)
+    image = image[oy:oy + size, ox:ox + size]
+    dense = {k: v[oy:oy + size, ox:ox + size] for k, v in dense.items()}
+    return image, dense, (oy, ox, h, w)
+
+
+def _keypoints_after_crop(example, image, offset, spec):
+    points = tf.cast(example[C.KEYPOINTS], tf.float32)
+    visible = tf.cast(example[C.KEYPOINTS_VISIBLE], tf.bool)
+    if offset is not None:
+        oy, ox, h, w = (tf.cast(v, tf.float32) for v in offset)
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        x = (points[:, 0] * w - ox) / size[1]
+        y = (points[:, 1] * h - oy) / size[0]
+        visible = visible & (x >= 0) & (x < 1) & (y >= 0) & (y < 1)
+        points = tf.stack([x, y, points[:, 2]], axis=-1)
+    return points, visible
+
+
+def _colour_shift(image, seed):
+    """Random per-channel gain and offset plus brightness (the paper's colour shift)."""
+    gain = tf.random.uniform((1, 1, 3), 0.9, 1.1, seed=seed)
+    offset = tf.random.uniform((1, 1, 3), -10.0, 10.0, seed=seed)
+    return tf.clip_by_value(image * gain + offset, 0.0, 255.0)
+
+
+def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
+                        spec: DataSpec, batch_source: int, batch_target: int,
+                        use_target_main: bool, use_anchor: bool, use_target_anchor: bool,
+                        seed: int = 0, shuffle_buffer: int = 512) -> tf.data.Dataset:
+    """Infinite dataset of mixed batches (source first, then target examples).
+
+    ``target=None`` (methods that see no target image) gives source-only batches.
+    """
+    def prep(domain, use_main, anchor):
+        return lambda ex: prepare_example(ex, spec, domain, use_main, anchor, training=True)
+
+    src = (source.repeat().shuffle(shuffle_buffer, seed=seed)
+           .map(prep(C.DOMAIN_SOURCE, True, use_anchor), num_parallel_calls=tf.data.AUTOTUNE)
+           .batch(batch_source, drop_remainder=True))
+    if target is None or batch_target == 0:
+        return src.prefetch(tf.data.AUTOTUNE)
+    tgt = (target.repeat().shuffle(shuffle_buffer, seed=seed + 1)
+           .map(prep(C.DOMAIN_TARGET, use_target_main, use_target_anchor),
+                num_parallel_calls=tf.data.AUTOTUNE)
+           .batch(batch_target, drop_remainder=True))
+
+    def concat(a, b):
+        return tf.nest.map_structure(lambda u, v: tf.concat([u, v], axis=0), a, b)
+
+    return tf.data.Dataset.zip(src, tgt).map(concat).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(ds: tf.data.Dataset, spec: DataSpec, domain: int, batch_size: int,
+                 input_size: int | None = None) -> tf.data.Dataset:
+    """Batches of (model input, full-resolution labels) for evaluation.
+
+    Images are resized to ``input_size`` (the paper feeds NYUv2 at 50 %) while labels keep
+    their original resolution: predictions are resized to them by the metrics.
+    """
+    def prep(ex):
+        image, labels = prepare_example(ex, dataclasses.replace(spec, image_size=None,
+                                                                crop_size=None),
+                                        domain, True, True, training=False)
+        if input_size:
+            image = _resize(image, input_size, "bilinear")
+        return image, labels
+
+    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)

@@ -1,0 +1,43 @@
+"""Evaluate a trained run on its target test split (pooled angular error).
+
+    python -m tada_keras.evaluate --model_dir=runs/demo/headfreeze [--split=target_test]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("model_dir", None, "A directory written by tada_keras.train.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: the run's).")
+flags.DEFINE_string("out", None, "Write the results as JSON here (default: print only).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    from tada_keras.run import data_spec, evaluate_model, load_run
+
+    try:
+        cfg, model = load_run(FLAGS.model_dir)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if FLAGS.data_dir:
+        cfg.data_dir = FLAGS.data_dir
+    results = evaluate_model(model, cfg, data_spec(cfg, model))
+    text = json.dumps(results, indent=2, sort_keys=True)
+    if FLAGS.out:
+        with open(FLAGS.out, "w") as f:
+            f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,83 @@
+"""absl flags shared by train / evaluate / predict, generated from ``RunConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from tada_keras.methods import METHOD_NAMES
+from tada_keras.models import BACKBONES, FREEZE_POINTS
+from tada_keras.run import RunConfig
+
+HELP = {
+    "model_dir": "Output directory (checkpoints, metrics.json, figures, TensorBoard logs).",
+    "method": "Which losses train when (see tada_keras.methods).",
+    "main_task": "Main task (labelled on the source only).",
+    "anchor_task": "Anchor task (labelled on both domains).",
+    "source_dataset": "TFDS name[/config] of the source (synthetic) dataset.",
+    "target_dataset": "TFDS name[/config] of the target (real) dataset.",
+    "data_dir": "TFDS data_dir (default: ~/tensorflow_datasets).",
+    "backbone": "resnet50 is the paper's; resnet18/tiny are for CPUs and tests.",
+    "backbone_weights": "None, 'imagenet' (needs the internet) or a weights file.",
+    "freeze_after": "HeadFreeze: the head starts after this up-sampling stage (paper: up-2).",
+    "image_size": "Resize images (square) before cropping; default keeps them.",
+    "crop_size": "Random training crop (square, divisible by 32); default: whole image.",
+    "eval_input_size": "Resize evaluation inputs to this size (labels keep theirs).",
+    "batch_source": "Source examples per batch.",
+    "batch_target": "Target examples per batch (same as source in the paper).",
+    "steps": "Total training steps (all phases together: equal-steps protocol).",
+    "phase1_fraction": "HeadFreeze: fraction of --steps spent in phase 1.",
+    "phase1_steps": "HeadFreeze: phase-1 steps (overrides --phase1_fraction).",
+    "steps_per_epoch": "Steps between checkpoints (resume granularity).",
+    "learning_rate": "Adam learning rate of the network.",
+    "anchor_weight": "λ of the anchor losses (Eq. 4-6).",
+    "balance_losses": "Rescale λ so every loss starts at L_Sm's magnitude (paper §4.4).",
+    "bn_exposure": "Methods without target labels still pass target images through "
+                   "BatchNorm in training (AdaBN-like). Off: they see source images only.",
+    "init_from": "Initial weights (.weights.h5), e.g. a converged MTL(+src) model for "
+                 "the 'phase 2 from a shared model' protocol.",
+    "seed": "Random seed (data order, initialisation).",
+    "deterministic": "Enable op determinism (TensorFlow) for bit-reproducible runs.",
+    "jit_compile": "auto, true or false (XLA on TF/JAX).",
+    "eval_batch_size": "Batch size of evaluation.",
+    "num_figures": "Target test images in the qualitative figure.",
+}
+ENUMS = {
+    "method": list(METHOD_NAMES),
+    "anchor_task": ["segmentation", "keypoints"],
+    "main_task": ["normals"],
+    "backbone": list(BACKBONES),
+    "freeze_after": list(FREEZE_POINTS),
+    "jit_compile": ["auto", "true", "false"],
+}
+# Short CLI names for a few fields.
+ALIASES = {"anchor_task": "anchor", "main_task": "main"}
+
+
+def define_run_flags() -> None:
+    defaults = RunConfig()
+    for field in dataclasses.fields(RunConfig):
+        name = ALIASES.get(field.name, field.name)
+        default = getattr(defaults, field.name)
+        help_text = HELP.get(field.name, field.name.replace("_", " ") + ".")
+        if field.name in ENUMS:
+            flags.DEFINE_enum(name, default, ENUMS[field.name], help_text)
+        elif isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_text)
+        elif isinstance(default, int) or field.type in ("int | None",):
+            flags.DEFINE_integer(name, default, help_text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, help_text)
+        else:
+            flags.DEFINE_string(name, default, help_text)
+
+
+def config_from_flags() -> RunConfig:
+    values = {}
+    for field in dataclasses.fields(RunConfig):
+        value = flags.FLAGS[ALIASES.get(field.name, field.name)].value
+        if value in ("", "None") and field.type.endswith("None"):
+            value = None
+        values[field.name] = value
+    return RunConfig(**values)

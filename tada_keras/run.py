@@ -1,0 +1,352 @@
+"""One training run: data, model, phases with checkpoint/resume, evaluation, outputs.
+
+``tada_keras.train`` (CLI) and the experiment harness call ``train_run(RunConfig)``.
+Layout of ``model_dir``::
+
+    config.json                  the RunConfig (evaluate/predict rebuild the model from it)
+    phase_<name>/backup/         last epoch checkpoint (weights + optimizer) while running
+    phase_<name>/final.weights.h5, phase_<name>/DONE   written atomically when it ends
+    model.keras                  the final model
+    metrics.json                 target_test (+ source_val, anchor metrics, timings)
+    logs/                        TensorBoard
+    figures/*.png                qualitative results and training curves
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from tada_keras import conventions as C
+from tada_keras import metrics as M
+from tada_keras.methods import METHOD_NAMES, get_method
+from tada_keras.training.backend import set_global_determinism
+from tada_keras.training.callbacks import ResumableCheckpoint
+from tada_keras.training.phases import balance_loss_weights, configure_phase
+
+
+@dataclasses.dataclass
+class RunConfig:
+    model_dir: str = ""
+    method: str = "headfreeze"
+    main_task: str = "normals"
+    anchor_task: str = "segmentation"
+    source_dataset: str = "sim2real_rooms/default"
+    source_train_split: str = "source_train"
+    source_val_split: str = "source_val"
+    target_dataset: str = "sim2real_rooms/default"
+    target_train_split: str = "target_train"
+    target_val_split: str = "target_val"
+    target_test_split: str = "target_test"
+    data_dir: str | None = None
+    backbone: str = "resnet18"
+    backbone_weights: str | None = None
+    decoder_channels: int = 128
+    freeze_after: str = "up-2"
+    image_size: int | None = None
+    crop_size: int | None = None
+    eval_input_size: int | None = None
+    batch_source: int = 8
+    batch_target: int = 8
+    steps: int = 1000
+    phase1_fraction: float = 0.5
+    phase1_steps: int | None = None
+    steps_per_epoch: int = 100
+    learning_rate: float = 1e-3
+    anchor_weight: float = 1.0
+    balance_losses: bool = False
+    bn_exposure: bool = True
+    init_from: str | None = None
+    seed: int = 0
+    deterministic: bool = False
+    jit_compile: str = "auto"
+    eval_batch_size: int = 8
+    num_figures: int = 4
+
+    def phase_steps(self, method) -> dict[str, int]:
+        if len(method.phases) == 1:
+            return {method.phases[0].name: self.steps}
+        first = self.phase1_steps
+        if first is None:
+            first = int(round(self.steps * self.phase1_fraction))
+        if not 0 < first < self.steps:
+            raise ValueError(f"--phase1_steps / --phase1_fraction: phase 1 must take between "
+                             f"1 and steps-1 = {self.steps - 1} steps, got {first}")
+        return {method.phases[0].name: first, method.phases[1].name: self.steps - first}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raises ValueError naming the offending flag; called before anything is written."""
+    from tada_keras.models import BACKBONES, FREEZE_POINTS
+    from tada_keras.tasks import available_tasks
+
+    if not cfg.model_dir:
+        raise ValueError("--model_dir is required")
+    if cfg.method not in METHOD_NAMES:
+        raise ValueError(f"--method={cfg.method!r}: expected one of {list(METHOD_NAMES)}")
+    anchors = [t for t in available_tasks() if t != cfg.main_task]
+    if cfg.anchor_task not in anchors:
+        raise ValueError(f"--anchor={cfg.anchor_task!r}: expected one of {anchors}")
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"--backbone={cfg.backbone!r}: expected one of {list(BACKBONES)}")
+    if cfg.freeze_after not in FREEZE_POINTS:
+        raise ValueError(f"--freeze_after={cfg.freeze_after!r}: expected one of "
+                         f"{list(FREEZE_POINTS)}")
+    for name in ("steps", "batch_source", "steps_per_epoch", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.batch_target < 0:
+        raise ValueError(f"--batch_target must be >= 0, got {cfg.batch_target}")
+    for name in ("crop_size", "eval_input_size", "image_size"):
+        value = getattr(cfg, name)
+        if value is not None and value % 32:
+            raise ValueError(f"--{name}={value}: must be divisible by 32")
+    method = get_method(cfg.method, cfg.anchor_weight)
+    needs_target = any(p.weights.uses_target_labels for p in method.phases)
+    if needs_target and cfg.batch_target == 0:
+        raise ValueError(f"--batch_target=0 conflicts with --method={cfg.method}, which "
+                         "trains on target anchor labels")
+    steps = cfg.phase_steps(method)
+    for name, n in steps.items():
+        if n % cfg.steps_per_epoch:
+            raise ValueError(f"--steps_per_epoch={cfg.steps_per_epoch} must divide the "
+                             f"{n} steps of phase {name!r}")
+    if cfg.jit_compile not in ("auto", "true", "false"):
+        raise ValueError(f"--jit_compile={cfg.jit_compile!r}: expected auto, true or false")
+    if cfg.init_from and not os.path.isfile(cfg.init_from):
+        raise ValueError(f"--init_from: file not found: {cfg.init_from}")
+
+
+def _jit(cfg):
+    return {"auto": "auto", "true": True, "false": False}[cfg.jit_compile]
+
+
+def _atomic_write_json(path, data):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _dataset_info(name, data_dir):
+    import tada_datasets  # noqa: F401
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+    return builder.info
+
+
+def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
+    info = _dataset_info(cfg.source_dataset, cfg.data_dir)
+    anchor = {}
+    if cfg.anchor_task == "segmentation":
+        feature = info.features[C.SEGMENTATION]
+        anchor["num_classes"] = int(getattr(feature, "num_classes", None) or
+                                    C.NYU40_NUM_CLASSES)
+    elif cfg.anchor_task == "keypoints":
+        anchor["num_keypoints"] = int(info.features[C.KEYPOINTS].shape[0])
+    return {}, anchor
+
+
+def build_run_model(cfg: RunConfig):
+    from tada_keras.training import build_model
+
+    main_cfg, anchor_cfg = task_configs(cfg)
+    return build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
+                       main_config=main_cfg, anchor_config=anchor_cfg,
+                       backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
+                       decoder_channels=cfg.decoder_channels, freeze_after=cfg.freeze_after)
+
+
+def data_spec(cfg: RunConfig, model):
+    from tada_keras.data import DataSpec
+
+    k = model.anchor.num_keypoints if cfg.anchor_task == "keypoints" else 0
+    return DataSpec(main_task=cfg.main_task, anchor_task=cfg.anchor_task, num_keypoints=k,
+                    crop_size=cfg.crop_size, image_size=cfg.image_size)
+
+
+def phase_dataset(cfg, spec, phase, skip_batches=0):
+    from tada_keras.data import load_split, mixed_train_dataset
+
+    w = phase.weights
+    see_target = w.uses_target_labels or cfg.bn_exposure
+    source = load_split(cfg.source_dataset, cfg.source_train_split, cfg.data_dir,
+                        shuffle=True, seed=cfg.seed)
+    target = (load_split(cfg.target_dataset, cfg.target_train_split, cfg.data_dir,
+                         shuffle=True, seed=cfg.seed) if see_target and cfg.batch_target
+              else None)
+    ds = mixed_train_dataset(source, target, spec, cfg.batch_source, cfg.batch_target,
+                             use_target_main=w.target_main > 0, use_anchor=w.uses_anchor,
+                             use_target_anchor=w.target_anchor > 0, seed=cfg.seed)
+    return ds.skip(skip_batches) if skip_batches else ds
+
+
+def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
+    """Trains (resuming where a previous run stopped), evaluates, writes outputs."""
+    validate(cfg)
+    os.makedirs(cfg.model_dir, exist_ok=True)
+    config_path = os.path.join(cfg.model_dir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            previous = json.load(f)
+        if previous != dataclasses.asdict(cfg):
+            diff = sorted(k for k in previous if previous[k] != dataclasses.asdict(cfg).get(k))
+            raise ValueError(f"--model_dir={cfg.model_dir} holds a run with other settings "
+                             f"({', '.join(diff)}); use a new --model_dir")
+    else:
+        _atomic_write_json(config_path, dataclasses.asdict(cfg))
+    set_global_determinism(cfg.seed, cfg.deterministic)
+    method = get_method(cfg.method, cfg.anchor_weight)
+    model = build_run_model(cfg)
+    if cfg.init_from:
+        model.load_weights(cfg.init_from)
+    spec = data_spec(cfg, model)
+    steps = cfg.phase_steps(method)
+    timings = {}
+    histories = {}
+    for phase in method.phases:
+        phase_dir = os.path.join(cfg.model_dir, f"phase_{phase.name}")
+        done = os.path.join(phase_dir, "DONE")
+        final = os.path.join(phase_dir, "final.weights.h5")
+        if os.path.exists(done):
+            log(f"[{phase.name}] already complete, loading {final}")
+            model.head.trainable = phase.head_trainable
+            model.load_weights(final)
+            with open(done) as f:
+                histories[phase.name] = json.load(f).get("history", {})
+            continue
+        os.makedirs(phase_dir, exist_ok=True)
+        checkpoint = ResumableCheckpoint(os.path.join(phase_dir, "backup"))
+        state = checkpoint.latest()
+        start_epoch = state["epoch"] if state else 0
+        dataset = phase_dataset(cfg, spec, phase, start_epoch * cfg.steps_per_epoch)
+        weights = phase.weights
+        if cfg.balance_losses:
+            x, y = next(iter(phase_dataset(cfg, spec, phase)))
+            weights = balance_loss_weights(model, x, y, phase.weights)
+        configure_phase(model, phase, keras.optimizers.Adam(cfg.learning_rate), weights,
+                        _jit(cfg))
+        epochs = steps[phase.name] // cfg.steps_per_epoch
+        start_epoch = checkpoint.restore(model)
+        log(f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
+            f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
+            f"steps={steps[phase.name]} (resuming at epoch {start_epoch}/{epochs})"
+            if start_epoch else
+            f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
+            f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
+            f"steps={steps[phase.name]}")
+        callbacks = [
+            checkpoint,
+            keras.callbacks.TensorBoard(os.path.join(cfg.model_dir, "logs", phase.name)),
+            keras.callbacks.CSVLogger(os.path.join(phase_dir, "history.csv"), append=True),
+        ]
+        t0 = time.time()
+        history = model.fit(dataset, epochs=epochs, steps_per_epoch=cfg.steps_per_epoch,
+                            callbacks=callbacks, verbose=verbose,
+                            shuffle=False, initial_epoch=start_epoch)
+        timings[phase.name] = time.time() - t0
+        tmp = final + ".tmp.weights.h5"
+        model.save_weights(tmp)
+        os.replace(tmp, final)
+        histories[phase.name] = {k: [float(v) for v in vs] for k, vs in
+                                 _read_history(phase_dir, history).items()}
+        _atomic_write_json(done, {"history": histories[phase.name],
+                                  "seconds": timings[phase.name],
+                                  "optimizer_steps": int(keras.ops.convert_to_numpy(
+                                      model.optimizer.iterations))})
+        shutil.rmtree(checkpoint.directory, ignore_errors=True)
+
+    results = evaluate_model(model, cfg, spec, log=log)
+    results["timings_s"] = timings
+    results["method"] = method.name
+    tmp = os.path.join(cfg.model_dir, "model.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, os.path.join(cfg.model_dir, "model.keras"))
+    try:
+        from tada_keras import viz
+
+        viz.write_run_figures(model, cfg, spec, histories,
+                              os.path.join(cfg.model_dir, "figures"))
+    except Exception as err:  # noqa: BLE001 - figures must not lose a finished run
+        log(f"warning: figures failed: {err}")
+    _atomic_write_json(os.path.join(cfg.model_dir, "metrics.json"), results)
+    return results
+
+
+def _read_history(phase_dir, history):
+    import csv
+
+    path = os.path.join(phase_dir, "history.csv")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        if rows:
+            return {k: [_float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+    return history.history
+
+
+def _float(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def predict_normals(model, images):
+    out = model.predict(images, verbose=0)
+    normals = np.asarray(out["normals"], np.float32)
+    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+
+
+def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
+    """Pooled main-task stats on target test and source val (+ anchor mIoU)."""
+    from tada_keras.data import eval_dataset, load_split
+
+    results = {}
+    for key, dataset, split, domain in (
+            ("target_test", cfg.target_dataset, cfg.target_test_split, C.DOMAIN_TARGET),
+            ("source_val", cfg.source_dataset, cfg.source_val_split, C.DOMAIN_SOURCE)):
+        ds = eval_dataset(load_split(dataset, split, cfg.data_dir), spec, domain,
+                          cfg.eval_batch_size, cfg.eval_input_size)
+        acc = M.NormalErrorAccumulator()
+        confusion = None
+        for images, labels in ds.as_numpy_iterator():
+            out = model.predict(images, verbose=0)
+            acc.update(out["normals"], labels[C.NORMALS], labels[C.NORMALS_MASK])
+            if cfg.anchor_task == "segmentation" and "segmentation" in out:
+                gt = labels[C.SEGMENTATION]
+                pred = keras.ops.convert_to_numpy(keras.ops.image.resize(
+                    out["segmentation"], gt.shape[1:3], interpolation="bilinear"))
+                cm = M.confusion_matrix(pred.argmax(-1), gt, model.anchor.num_classes)
+                confusion = cm if confusion is None else confusion + cm
+        results[key] = acc.result()
+        if confusion is not None:
+            results[f"{key}_anchor_miou"] = M.mean_iou(confusion)
+        log(f"{key}: " + " ".join(f"{k}={v:.4f}" for k, v in results[key].items()))
+    return results
+
+
+def load_run(model_dir):
+    """Returns (RunConfig, model) of a finished run."""
+    import keras
+
+    config_path = os.path.join(model_dir or "", "config.json")
+    model_path = os.path.join(model_dir or "", "model.keras")
+    for path in (config_path, model_path):
+        if not os.path.isfile(path):
+            raise ValueError(f"--model_dir={model_dir}: {os.path.basename(path)} not found "
+                             "(is the training run finished?)")
+    with open(config_path) as f:
+        cfg = RunConfig(**json.load(f))
+    import tada_keras  # noqa: F401  (registers the serialisable classes)
+
+    return cfg, keras.saving.load_model(model_path)

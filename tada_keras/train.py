@@ -1,0 +1,52 @@
+"""Train a method and evaluate it on the target domain.
+
+    python -m tada_keras.train --flagfile=configs/demo.flags [--method=headfreeze ...]
+
+Re-running the same command after an interruption resumes from the last checkpoint; a
+finished phase is never repeated.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+
+from tada_keras.flags import config_from_flags, define_run_flags
+
+define_run_flags()
+
+
+def summary_table(results: dict) -> str:
+    from tada_keras.metrics import STAT_KEYS
+
+    rows = [("split",) + STAT_KEYS]
+    for key in ("target_test", "source_val"):
+        if key in results:
+            rows.append((key,) + tuple(f"{results[key][k]:.4f}" for k in STAT_KEYS))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    from tada_keras.run import train_run, validate
+
+    cfg = config_from_flags()
+    try:
+        validate(cfg)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results = train_run(cfg)
+    print(f"\n{cfg.method} -> {cfg.model_dir}/metrics.json")
+    print(summary_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
