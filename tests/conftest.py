@@ -50,3 +50,15 @@ def tiny_model():
         return tada_keras.build_model(anchor_task=anchor, anchor_config=config, **kwargs)
 
     return build
+
+
+# Modules whose every test runs on each backend (make test-jax / test-torch).
+_MATRIX_MODULES = {"test_model", "test_layers", "test_losses", "test_methods", "test_metrics"}
+_MATRIX_TESTS = {"test_train_evaluate_predict_end_to_end"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in _MATRIX_MODULES or item.originalname in _MATRIX_TESTS:
+            item.add_marker(pytest.mark.backend_matrix)

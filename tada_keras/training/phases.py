@@ -70,5 +70,5 @@ def run_method(model, method: Method, datasets: Callable[[Phase], object],
         configure_phase(model, phase, optimizer(phase), weights, jit_compile)
         histories[phase.name] = model.fit(
             dataset, epochs=1, steps_per_epoch=int(steps(phase)),
-            callbacks=callbacks(phase) if callbacks else None, verbose=verbose)
+            callbacks=callbacks(phase) if callbacks else None, verbose=verbose, shuffle=False)
     return histories

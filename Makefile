@@ -1,0 +1,47 @@
+# The two commands of the README:
+#   make demo   set up, build the embedded benchmark, train baseline + HeadFreeze, compare
+#   make test   set up (3 Keras backends) and run the test suite on TensorFlow, JAX, PyTorch
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Tests and the demo never read the user's ~/tensorflow_datasets unless asked to.
+DATA_DIR ?= $(CURDIR)/.tfds
+DEMO_DIR ?= runs/demo
+
+.PHONY: demo test test-tensorflow test-jax test-torch test-slow install install-dev clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+demo: $(VENV)/.runtime
+	KERAS_BACKEND=tensorflow $(PY) -m tada_keras.demo --flagfile=configs/demo.flags \
+		--data_dir=$(DATA_DIR) --out=$(DEMO_DIR)
+
+# Full suite on TensorFlow (incl. dataset builders and CLI), then the backend-matrix
+# part (tests/, models/losses/training/metrics) on JAX and PyTorch.
+test: $(VENV)/.dev
+	$(MAKE) --no-print-directory test-tensorflow test-jax test-torch
+
+test-tensorflow: $(VENV)/.dev
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests datasets
+test-jax: $(VENV)/.dev
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests -m "backend_matrix and not slow"
+test-torch: $(VENV)/.dev
+	KERAS_BACKEND=torch $(PY) -m pytest -q tests -m "backend_matrix and not slow"
+test-slow: $(VENV)/.dev
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -m slow tests datasets
+
+clean:
+	rm -rf $(VENV) .tfds runs
