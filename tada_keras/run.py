@@ -26,7 +26,7 @@ import numpy as np
 
 from tada_keras import conventions as C
 from tada_keras import metrics as M
-from tada_keras.methods import METHOD_NAMES, get_method
+from tada_keras.methods import METHOD_NAMES, LossWeights, get_method
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.callbacks import ResumableCheckpoint
 from tada_keras.training.phases import balance_loss_weights, configure_phase
@@ -76,9 +76,12 @@ class RunConfig:
         first = self.phase1_steps
         if first is None:
             first = int(round(self.steps * self.phase1_fraction))
-        if not 0 < first < self.steps:
+        if first == 0 and self.init_from:
+            pass  # protocol (b): phase 2 only, starting from a converged MTL(+src) model
+        elif not 0 < first < self.steps:
             raise ValueError(f"--phase1_steps / --phase1_fraction: phase 1 must take between "
-                             f"1 and steps-1 = {self.steps - 1} steps, got {first}")
+                             f"1 and steps-1 = {self.steps - 1} steps (or 0 with "
+                             f"--init_from), got {first}")
         return {method.phases[0].name: first, method.phases[1].name: self.steps - first}
 
 
@@ -115,7 +118,7 @@ def validate(cfg: RunConfig) -> None:
                          "trains on target anchor labels")
     steps = cfg.phase_steps(method)
     for name, n in steps.items():
-        if n % cfg.steps_per_epoch:
+        if n and n % cfg.steps_per_epoch:
             raise ValueError(f"--steps_per_epoch={cfg.steps_per_epoch} must divide the "
                              f"{n} steps of phase {name!r}")
     if cfg.jit_compile not in ("auto", "true", "false"):
@@ -217,6 +220,9 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         phase_dir = os.path.join(cfg.model_dir, f"phase_{phase.name}")
         done = os.path.join(phase_dir, "DONE")
         final = os.path.join(phase_dir, "final.weights.h5")
+        if steps[phase.name] == 0:
+            log(f"[{phase.name}] skipped (0 steps; starting from --init_from)")
+            continue
         if os.path.exists(done):
             log(f"[{phase.name}] already complete, loading {final}")
             model.head.trainable = phase.head_trainable
@@ -230,9 +236,15 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         start_epoch = state["epoch"] if state else 0
         dataset = phase_dataset(cfg, spec, phase, start_epoch * cfg.steps_per_epoch)
         weights = phase.weights
-        if cfg.balance_losses:
-            x, y = next(iter(phase_dataset(cfg, spec, phase)))
-            weights = balance_loss_weights(model, x, y, phase.weights)
+        if cfg.balance_losses:  # measured once per phase, reused when resuming
+            weights_path = os.path.join(phase_dir, "loss_weights.json")
+            if os.path.exists(weights_path):
+                with open(weights_path) as f:
+                    weights = LossWeights(**json.load(f))
+            else:
+                x, y = next(iter(phase_dataset(cfg, spec, phase)))
+                weights = balance_loss_weights(model, x, y, phase.weights)
+                _atomic_write_json(weights_path, weights.as_dict())
         configure_phase(model, phase, keras.optimizers.Adam(cfg.learning_rate), weights,
                         _jit(cfg))
         epochs = steps[phase.name] // cfg.steps_per_epoch

@@ -30,6 +30,9 @@ def test_each_method_fits_a_tiny_batch(tiny_model, method):
     histories = run_method(model, m, lambda p: ds, lambda p: 40,
                            lambda p: keras.optimizers.Adam(3e-3), verbose=0)
     assert set(histories) == {p.name for p in m.phases}
+    for phase in m.phases:  # exactly the active loss groups are logged
+        active = {g for g, w in phase.weights.as_dict().items() if w}
+        assert set(histories[phase.name].history) == {"loss"} | active
     last = m.phases[-1]
     model.set_loss_weights(last.weights)
     after = float(keras.ops.convert_to_numpy(model.weighted_loss(y, model(x))[0]))

@@ -91,7 +91,7 @@ class PoseDistribution:
 # down and rolls. Field of view (intrinsics) is part of the appearance shift, so `matched`
 # configs keep the source's own field of view.
 SOURCE_POSE = PoseDistribution((3.0, 18.0), 1.5, 4.0, (1.3, 1.7), (60.0, 60.0))
-TARGET_POSE = PoseDistribution((12.0, 38.0), 8.0, 18.0, (1.1, 1.7), (48.0, 58.0))
+TARGET_POSE = PoseDistribution((10.0, 32.0), 6.0, 15.0, (1.1, 1.7), (48.0, 58.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -417,10 +417,12 @@ class Scene:
 
 def _sample_material(rng, label: int, domain: str) -> Material:
     base = np.array(_PALETTE[label])
-    if domain == SOURCE:
-        return Material(np.clip(base + rng.uniform(-0.06, 0.06, 3), 0.05, 0.95))
+    if domain == SOURCE:  # plain colours, each object its own around the class colour
+        mix = rng.uniform(0.0, 0.5)
+        albedo = (1 - mix) * base + mix * rng.uniform(0.1, 0.9, 3) + rng.uniform(-0.06, 0.06, 3)
+        return Material(np.clip(albedo, 0.05, 0.95))
     # Real-like materials: broader colours (partly unrelated to the class), textured.
-    mix = rng.uniform(0.0, 0.4)
+    mix = rng.uniform(0.0, 0.6)
     albedo = (1 - mix) * base + mix * rng.uniform(0.1, 0.9, 3) + rng.uniform(-0.1, 0.1, 3)
     kind = rng.choice(["plain", "noise", "stripes", "checker"], p=[0.15, 0.45, 0.2, 0.2])
     texture = None
@@ -642,13 +644,18 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
                 break
 
     lights: list[dict] = []
+    az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(30, 75))
+    sun = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
     if domain == SOURCE:
-        az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(35, 75))
-        lights.append({"kind": "directional", "intensity": np.full(3, 0.75),
-                       "dir": np.array([np.cos(el) * np.sin(az), np.sin(el),
-                                        np.cos(el) * np.cos(az)])})
-        ambient = np.full(3, 0.3)
+        lights.append({"kind": "directional", "dir": sun,
+                       "intensity": np.full(3, rng.uniform(0.55, 0.95))})
+        ambient = np.full(3, rng.uniform(0.15, 0.4))
     else:
+        # Daylight through windows: a far light (so it casts shadows like the lamps).
+        centre = np.array([(room[0] + room[1]) / 2, height / 2, (room[2] + room[3]) / 2])
+        tint = rng.uniform(-0.1, 0.1)
+        lights.append({"kind": "point", "pos": centre + 50.0 * sun, "falloff": 1e6,
+                       "intensity": rng.uniform(0.3, 0.8) * np.array([1 - tint, 1.0, 1 + tint])})
         for _ in range(int(rng.integers(1, 3))):
             for _try in range(10):
                 pos = np.array([rng.uniform(room[0] + 0.3, room[1] - 0.3),
@@ -657,8 +664,8 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
                 if all(np.linalg.norm(pos - p.bounding_sphere[0]) > p.bounding_sphere[1]
                        for p in parts):
                     warm = rng.uniform(0.0, 0.25)
-                    lights.append({"kind": "point", "pos": pos, "falloff": rng.uniform(2.0, 4.0),
-                                   "intensity": rng.uniform(0.7, 1.2)
+                    lights.append({"kind": "point", "pos": pos, "falloff": rng.uniform(3.0, 6.0),
+                                   "intensity": rng.uniform(0.4, 0.9)
                                    * np.array([1.0, 1.0 - 0.4 * warm, 1.0 - warm])})
                     break
         ambient = rng.uniform(0.12, 0.3) * np.array([1.0, 1.0, 1.0 + rng.uniform(-0.1, 0.15)])
@@ -875,8 +882,8 @@ def _real_camera(radiance: np.ndarray, rng) -> np.ndarray:
     radiance *= (1.0 - rng.uniform(0.2, 0.5) * (xx**2 + yy**2) / 0.5)[..., None]
     radiance = _gaussian_blur(radiance, rng.uniform(0.4, 1.0))
     srgb = np.clip(radiance, 0.0, 1.0) ** (1 / 2.2)
-    sigma = rng.uniform(0.01, 0.035)
-    srgb = srgb + rng.normal(size=srgb.shape) * (sigma + 0.02 * np.sqrt(srgb))
+    sigma = rng.uniform(0.008, 0.025)
+    srgb = srgb + rng.normal(size=srgb.shape) * (sigma + 0.015 * np.sqrt(srgb))
     return (np.clip(srgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 

@@ -200,7 +200,7 @@ def _neighbour_noise(ex) -> float:
 
 
 def test_target_differs_in_appearance_and_camera_pose():
-    n, spec = 16, dataclasses.replace(SPEC, image_size=32)
+    n, spec = 32, dataclasses.replace(SPEC, image_size=32)
     source = [_example("source_train", i, spec) for i in range(n)]
     target = [_example("target_train", i, spec) for i in range(n)]
     # Sensor noise and textures: per-image median step inside a class.

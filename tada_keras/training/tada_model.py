@@ -68,6 +68,13 @@ class TadaModel(keras.Model):
         self.group_trackers = {g: keras.metrics.Mean(name=g) for g in LOSS_GROUPS}
 
     @property
+    def metrics(self):
+        # Log only the loss groups the current phase trains (others would read 0).
+        inactive = {id(t) for g, t in self.group_trackers.items()
+                    if not self.loss_weights_map.get(g)}
+        return [m for m in super().metrics if id(m) not in inactive]
+
+    @property
     def head(self) -> keras.Model:
         return self.get_layer("head")
 
