@@ -24,6 +24,10 @@ HELP = {
     "image_size": "Resize images (square) before cropping; default keeps them.",
     "crop_size": "Random training crop (square, divisible by 32); default: whole image.",
     "eval_input_size": "Resize evaluation inputs to this size (labels keep theirs).",
+    "eval_scale": "Scale evaluation inputs by this factor (paper, NYUv2: 0.5); inputs are "
+                  "zero-padded to a multiple of 32 and the padding cropped from the output.",
+    "source_manual_dir": "Manually downloaded files of the source dataset (TFDS manual_dir).",
+    "target_manual_dir": "Manually downloaded files of the target dataset (TFDS manual_dir).",
     "batch_source": "Source examples per batch.",
     "batch_target": "Target examples per batch (same as source in the paper).",
     "steps": "Total training steps (all phases together: equal-steps protocol).",
@@ -67,7 +71,7 @@ def define_run_flags() -> None:
             flags.DEFINE_bool(name, default, help_text)
         elif isinstance(default, int) or field.type in ("int | None",):
             flags.DEFINE_integer(name, default, help_text)
-        elif isinstance(default, float):
+        elif isinstance(default, float) or field.type == "float | None":
             flags.DEFINE_float(name, default, help_text)
         else:
             flags.DEFINE_string(name, default, help_text)

@@ -46,6 +46,8 @@ class RunConfig:
     target_val_split: str = "target_val"
     target_test_split: str = "target_test"
     data_dir: str | None = None
+    source_manual_dir: str | None = None
+    target_manual_dir: str | None = None
     backbone: str = "resnet18"
     backbone_weights: str | None = None
     decoder_channels: int = 128
@@ -53,6 +55,7 @@ class RunConfig:
     image_size: int | None = None
     crop_size: int | None = None
     eval_input_size: int | None = None
+    eval_scale: float | None = None
     batch_source: int = 8
     batch_target: int = 8
     steps: int = 1000
@@ -123,6 +126,14 @@ def validate(cfg: RunConfig) -> None:
                              f"{n} steps of phase {name!r}")
     if cfg.jit_compile not in ("auto", "true", "false"):
         raise ValueError(f"--jit_compile={cfg.jit_compile!r}: expected auto, true or false")
+    if cfg.eval_scale is not None and not 0 < cfg.eval_scale <= 4:
+        raise ValueError(f"--eval_scale={cfg.eval_scale}: expected a factor in (0, 4]")
+    if cfg.eval_scale and cfg.eval_input_size:
+        raise ValueError("--eval_scale and --eval_input_size conflict: give one of them")
+    for flag in ("source_manual_dir", "target_manual_dir"):
+        path = getattr(cfg, flag)
+        if path and not os.path.isdir(path):
+            raise ValueError(f"--{flag}: directory not found: {path}")
     if cfg.init_from and not os.path.isfile(cfg.init_from):
         raise ValueError(f"--init_from: file not found: {cfg.init_from}")
 
@@ -138,17 +149,14 @@ def _atomic_write_json(path, data):
     os.replace(tmp, path)
 
 
-def _dataset_info(name, data_dir):
-    import tada_datasets  # noqa: F401
-    import tensorflow_datasets as tfds
+def _dataset_info(name, data_dir, manual_dir=None):
+    from tada_keras.data import prepare_builder
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
-    return builder.info
+    return prepare_builder(name, data_dir, manual_dir).info
 
 
 def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
-    info = _dataset_info(cfg.source_dataset, cfg.data_dir)
+    info = _dataset_info(cfg.source_dataset, cfg.data_dir, cfg.source_manual_dir)
     anchor = {}
     if cfg.anchor_task == "segmentation":
         feature = info.features[C.SEGMENTATION]
@@ -183,10 +191,10 @@ def phase_dataset(cfg, spec, phase, skip_batches=0):
     w = phase.weights
     see_target = w.uses_target_labels or cfg.bn_exposure
     source = load_split(cfg.source_dataset, cfg.source_train_split, cfg.data_dir,
-                        shuffle=True, seed=cfg.seed)
+                        shuffle=True, seed=cfg.seed, manual_dir=cfg.source_manual_dir)
     target = (load_split(cfg.target_dataset, cfg.target_train_split, cfg.data_dir,
-                         shuffle=True, seed=cfg.seed) if see_target and cfg.batch_target
-              else None)
+                         shuffle=True, seed=cfg.seed, manual_dir=cfg.target_manual_dir)
+              if see_target and cfg.batch_target else None)
     ds = mixed_train_dataset(source, target, spec, cfg.batch_source, cfg.batch_target,
                              use_target_main=w.target_main > 0, use_anchor=w.uses_anchor,
                              use_target_anchor=w.target_anchor > 0, seed=cfg.seed)
@@ -314,25 +322,46 @@ def _float(text):
 
 
 def predict_normals(model, images):
-    out = model.predict(images, verbose=0)
-    normals = np.asarray(out["normals"], np.float32)
+    normals = np.asarray(predict_padded(model, images)["normals"], np.float32)
     return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
 
 
+def predict_padded(model, images):
+    """Predicts on images of any size: zero-pads to a multiple of 32, crops the outputs."""
+    images = np.asarray(images, np.float32)
+    h, w = images.shape[1:3]
+    ph, pw = -h % 32, -w % 32
+    if ph or pw:
+        images = np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)))
+    out = model.predict(images, verbose=0)
+    oh, ow = (h + 1) // 2, (w + 1) // 2
+    return {k: (np.asarray(v)[:, :oh, :ow] if np.ndim(v) == 4 else np.asarray(v))
+            for k, v in out.items()}
+
+
+def eval_split(cfg: RunConfig, which: str):
+    """(dataset name, split, manual_dir, domain) of 'target_test', 'source_val', ..."""
+    domain, role = which.split("_")
+    name = cfg.target_dataset if domain == "target" else cfg.source_dataset
+    manual = cfg.target_manual_dir if domain == "target" else cfg.source_manual_dir
+    split = getattr(cfg, f"{domain}_{role}_split")
+    return name, split, manual, (C.DOMAIN_TARGET if domain == "target" else C.DOMAIN_SOURCE)
+
+
 def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
-    """Pooled main-task stats on target test and source val (+ anchor mIoU)."""
+    """Pooled main-task stats on target test and source val (+ anchor mIoU), computed at
+    the ground truth's original resolution."""
     from tada_keras.data import eval_dataset, load_split
 
     results = {}
-    for key, dataset, split, domain in (
-            ("target_test", cfg.target_dataset, cfg.target_test_split, C.DOMAIN_TARGET),
-            ("source_val", cfg.source_dataset, cfg.source_val_split, C.DOMAIN_SOURCE)):
-        ds = eval_dataset(load_split(dataset, split, cfg.data_dir), spec, domain,
-                          cfg.eval_batch_size, cfg.eval_input_size)
+    for key in ("target_test", "source_val"):
+        name, split, manual, domain = eval_split(cfg, key)
+        ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec,
+                          domain, cfg.eval_batch_size, cfg.eval_input_size, cfg.eval_scale)
         acc = M.NormalErrorAccumulator()
         confusion = None
         for images, labels in ds.as_numpy_iterator():
-            out = model.predict(images, verbose=0)
+            out = predict_padded(model, images)
             acc.update(out["normals"], labels[C.NORMALS], labels[C.NORMALS_MASK])
             if cfg.anchor_task == "segmentation" and "segmentation" in out:
                 gt = labels[C.SEGMENTATION]

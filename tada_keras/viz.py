@@ -77,10 +77,11 @@ def _save(fig, path):
 
 def write_run_figures(model, cfg, spec, histories, out_dir):
     from tada_keras.data import eval_dataset, load_split
-    from tada_keras.run import predict_normals
+    from tada_keras.run import eval_split, predict_normals
 
-    ds = eval_dataset(load_split(cfg.target_dataset, cfg.target_test_split, cfg.data_dir),
-                      spec, C.DOMAIN_TARGET, cfg.num_figures, cfg.eval_input_size)
+    name, split, manual, domain = eval_split(cfg, "target_test")
+    ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec, domain,
+                      cfg.num_figures, cfg.eval_input_size, cfg.eval_scale)
     images, labels = next(ds.as_numpy_iterator())
     preds = predict_normals(model, images)
     qualitative_figure(images, labels[C.NORMALS], labels[C.NORMALS_MASK], preds,

@@ -46,7 +46,8 @@ NUM_KEYPOINTS = NUM_ROOM_CORNER_KEYPOINTS + NUM_OBJECT_KEYPOINTS
 # Room corners are ordered by bearing from the camera's forward direction (floor, then the
 # ceiling corners above them); objects by distance from the camera (nearest first).
 KEYPOINT_NAMES = tuple(
-    [f"floor_corner_{i}" for i in range(4)] + [f"ceiling_corner_{i}" for i in range(4)]
+    [f"floor_corner_{i}" for i in range(4)]
+    + [f"ceiling_corner_{i}" for i in range(4)]
     + [f"object_{i}" for i in range(NUM_OBJECT_KEYPOINTS)]
 )
 
@@ -70,8 +71,17 @@ OBJECT_CLASSES = (TABLE, CHAIR, CABINET, CRATE, PILLAR, BALL, LAMP, RAMP, PYRAMI
 OBJECT_MIX = {
     SOURCE: dict.fromkeys(OBJECT_CLASSES, 1.0),
     TARGET: {
-        TABLE: 2.0, CHAIR: 3.0, CABINET: 2.0, CRATE: 1.0, PILLAR: 0.5, BALL: 0.5,
-        LAMP: 1.0, RAMP: 0.5, PYRAMID: 0.5, SOFA: 1.5, RUG: 1.0,
+        TABLE: 2.0,
+        CHAIR: 3.0,
+        CABINET: 2.0,
+        CRATE: 1.0,
+        PILLAR: 0.5,
+        BALL: 0.5,
+        LAMP: 1.0,
+        RAMP: 0.5,
+        PYRAMID: 0.5,
+        SOFA: 1.5,
+        RUG: 1.0,
     },
 }
 
@@ -203,8 +213,15 @@ class Part:
 
 
 def convex_part(
-    local_normals, local_points, local_vertices, rotation, translation, label, material,
-    bump=None, bump_faces="up",
+    local_normals,
+    local_points,
+    local_vertices,
+    rotation,
+    translation,
+    label,
+    material,
+    bump=None,
+    bump_faces="up",
 ) -> Part:
     """Convex polyhedron from faces (normal, point on face) in a local frame."""
     n_local = _unit(np.asarray(local_normals, float))
@@ -212,8 +229,16 @@ def convex_part(
     n = n_local @ rotation.T
     t = np.asarray(translation, float)
     verts = np.asarray(local_vertices, float) @ rotation.T + t
-    return Part("convex", label, material, normals=n, offsets=d_local + n @ t,
-                vertices=verts, bump=bump, bump_faces=bump_faces)
+    return Part(
+        "convex",
+        label,
+        material,
+        normals=n,
+        offsets=d_local + n @ t,
+        vertices=verts,
+        bump=bump,
+        bump_faces=bump_faces,
+    )
 
 
 _BOX_SIGNS = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], float)
@@ -224,14 +249,16 @@ def box_part(center, half, rotation, label, material, bump=None, bump_faces="up"
     eye = np.eye(3)
     normals = np.concatenate([eye, -eye])
     points = np.concatenate([eye * half, -eye * half])
-    return convex_part(normals, points, _BOX_SIGNS * half, rotation, center, label, material,
-                       bump, bump_faces)
+    return convex_part(
+        normals, points, _BOX_SIGNS * half, rotation, center, label, material, bump, bump_faces
+    )
 
 
 def sphere_part(center, radius, label, material) -> Part:
     c = np.asarray(center, float)
-    return Part("sphere", label, material, center=c, radius=float(radius),
-                vertices=c + _BOX_SIGNS * radius)
+    return Part(
+        "sphere", label, material, center=c, radius=float(radius), vertices=c + _BOX_SIGNS * radius
+    )
 
 
 def cylinder_part(center, axis, radius, half_length, label, material) -> Part:
@@ -239,8 +266,16 @@ def cylinder_part(center, axis, radius, half_length, label, material) -> Part:
     u = _unit(np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 0.0, 1.0]))
     v = np.cross(a, u)
     verts = c + _BOX_SIGNS @ np.stack([u * radius, v * radius, a * half_length])
-    return Part("cylinder", label, material, center=c, radius=float(radius), axis=a,
-                half_length=float(half_length), vertices=verts)
+    return Part(
+        "cylinder",
+        label,
+        material,
+        center=c,
+        radius=float(radius),
+        axis=a,
+        half_length=float(half_length),
+        vertices=verts,
+    )
 
 
 def intersect(part: Part, origin: np.ndarray, dirs: np.ndarray, eps: float = 1e-6):
@@ -360,13 +395,21 @@ def _sample_relief(rng, kind: str, top: float | None = None) -> dict | None:
         return None
     if kind == "ribbed":
         period = rng.uniform(0.15, 0.5)
-        return {"kind": "ribbed", "k": 2 * np.pi / period, "phase": rng.uniform(0, 2 * np.pi),
-                "slope": np.tan(np.radians(rng.uniform(20, 40)))}
+        return {
+            "kind": "ribbed",
+            "k": 2 * np.pi / period,
+            "phase": rng.uniform(0, 2 * np.pi),
+            "slope": np.tan(np.radians(rng.uniform(20, 40))),
+        }
     if kind == "quilted":
-        return {"kind": "quilted", "ku": 2 * np.pi / rng.uniform(0.2, 0.5),
-                "kv": 2 * np.pi / rng.uniform(0.2, 0.5), "pu": rng.uniform(0, 2 * np.pi),
-                "pv": rng.uniform(0, 2 * np.pi),
-                "slope": np.tan(np.radians(rng.uniform(20, 40)))}
+        return {
+            "kind": "quilted",
+            "ku": 2 * np.pi / rng.uniform(0.2, 0.5),
+            "kv": 2 * np.pi / rng.uniform(0.2, 0.5),
+            "pu": rng.uniform(0, 2 * np.pi),
+            "pv": rng.uniform(0, 2 * np.pi),
+            "slope": np.tan(np.radians(rng.uniform(20, 40))),
+        }
     if kind == "panel":  # wall wainscoting / full-height panels, or cabinet doors (top given)
         if top is None or top > 2.2:
             top = rng.choice([rng.uniform(0.8, 1.2), (top or 3.0) - rng.uniform(0.2, 0.5)])
@@ -374,25 +417,43 @@ def _sample_relief(rng, kind: str, top: float | None = None) -> dict | None:
         else:
             width, bevel, bottom = rng.uniform(0.25, 0.45), rng.uniform(0.03, 0.06), 0.05
             top -= 0.05
-        return {"kind": "panel", "width": width, "bevel": bevel,
-                "slope": np.tan(np.radians(rng.uniform(30, 50))), "phase": rng.uniform(0, 1),
-                "v_range": (bottom, float(top))}
+        return {
+            "kind": "panel",
+            "width": width,
+            "bevel": bevel,
+            "slope": np.tan(np.radians(rng.uniform(30, 50))),
+            "phase": rng.uniform(0, 1),
+            "v_range": (bottom, float(top)),
+        }
     if kind == "tiles":
         size = rng.uniform(0.3, 0.6)
         planks = rng.random() < 0.5
-        return {"kind": "tiles", "size": (size * (4.0 if planks else 1.0), size * (0.4 if planks else 1.0)),
-                "bevel": rng.uniform(0.02, 0.04), "slope": np.tan(np.radians(rng.uniform(20, 35)))}
+        return {
+            "kind": "tiles",
+            "size": (size * (4.0 if planks else 1.0), size * (0.4 if planks else 1.0)),
+            "bevel": rng.uniform(0.02, 0.04),
+            "slope": np.tan(np.radians(rng.uniform(20, 35))),
+        }
     raise ValueError(kind)
 
 
 # --- Scene sampling --------------------------------------------------------------------
 # Base albedo per class (linear RGB); the target re-draws colours around shifted hues.
 _PALETTE = {
-    FLOOR: (0.55, 0.42, 0.30), WALL: (0.72, 0.72, 0.68), CEILING: (0.85, 0.85, 0.85),
-    TABLE: (0.50, 0.32, 0.20), CHAIR: (0.28, 0.34, 0.55), CABINET: (0.62, 0.56, 0.45),
-    CRATE: (0.66, 0.50, 0.28), PILLAR: (0.70, 0.70, 0.76), BALL: (0.80, 0.25, 0.20),
-    LAMP: (0.85, 0.80, 0.50), RAMP: (0.40, 0.56, 0.40), PYRAMID: (0.55, 0.40, 0.62),
-    SOFA: (0.33, 0.50, 0.55), RUG: (0.62, 0.30, 0.35),
+    FLOOR: (0.55, 0.42, 0.30),
+    WALL: (0.72, 0.72, 0.68),
+    CEILING: (0.85, 0.85, 0.85),
+    TABLE: (0.50, 0.32, 0.20),
+    CHAIR: (0.28, 0.34, 0.55),
+    CABINET: (0.62, 0.56, 0.45),
+    CRATE: (0.66, 0.50, 0.28),
+    PILLAR: (0.70, 0.70, 0.76),
+    BALL: (0.80, 0.25, 0.20),
+    LAMP: (0.85, 0.80, 0.50),
+    RAMP: (0.40, 0.56, 0.40),
+    PYRAMID: (0.55, 0.40, 0.62),
+    SOFA: (0.33, 0.50, 0.55),
+    RUG: (0.62, 0.30, 0.35),
 }
 
 
@@ -427,8 +488,11 @@ def _sample_material(rng, label: int, domain: str) -> Material:
     kind = rng.choice(["plain", "noise", "stripes", "checker"], p=[0.15, 0.45, 0.2, 0.2])
     texture = None
     if kind != "plain":
-        texture = {"kind": str(kind), "contrast": rng.uniform(0.15, 0.4),
-                   "scale": rng.uniform(0.1, 0.5)}
+        texture = {
+            "kind": str(kind),
+            "contrast": rng.uniform(0.15, 0.4),
+            "scale": rng.uniform(0.1, 0.5),
+        }
         if kind == "noise":
             texture["dirs"] = _unit(rng.normal(size=(4, 3)))
             texture["freqs"] = 2 * np.pi / (texture["scale"] * rng.uniform(0.5, 2.0, 4))
@@ -440,38 +504,57 @@ def _sample_material(rng, label: int, domain: str) -> Material:
 
 def sample_camera(rng, room: np.ndarray, pose: PoseDistribution, size: int) -> Camera:
     x0, x1, z0, z1, _ = room
-    pos = np.array([rng.uniform(x0 + 0.5, x1 - 0.5), rng.uniform(*pose.height_m),
-                    rng.uniform(z0 + 0.5, z1 - 0.5)])
+    pos = np.array(
+        [
+            rng.uniform(x0 + 0.5, x1 - 0.5),
+            rng.uniform(*pose.height_m),
+            rng.uniform(z0 + 0.5, z1 - 0.5),
+        ]
+    )
     centre = np.array([(x0 + x1) / 2, (z0 + z1) / 2])
     to_centre = centre - pos[[0, 2]]
     # The camera looks along -z for yaw 0; yaw turns it towards +x for negative angles.
     yaw = np.arctan2(-to_centre[0], -to_centre[1]) if np.linalg.norm(to_centre) > 0.3 else 0.0
     yaw += rng.uniform(-np.radians(55), np.radians(55))
     pitch = np.radians(rng.uniform(*pose.pitch_deg))
-    roll = np.radians(np.clip(rng.normal(0.0, pose.roll_std_deg), -pose.roll_max_deg,
-                              pose.roll_max_deg))
+    roll = np.radians(
+        np.clip(rng.normal(0.0, pose.roll_std_deg), -pose.roll_max_deg, pose.roll_max_deg)
+    )
     return make_camera(pos, yaw, pitch, roll, rng.uniform(*pose.fov_deg), size)
 
 
 def _object_parts(rng, label: int, xz: np.ndarray, yaw: float, material: int, room_h: float):
     """Parts and one keypoint (a surface point) of an object standing at ``xz``."""
     ry = rot_y(yaw)
-    at = lambda p: np.array([xz[0], 0.0, xz[1]]) + ry @ np.asarray(p, float)  # noqa: E731
+
+    def at(p) -> np.ndarray:  # object frame -> world
+        return np.array([xz[0], 0.0, xz[1]]) + ry @ np.asarray(p, float)
+
     parts: list[Part] = []
     if label == TABLE:
         h = rng.uniform(0.68, 0.8)
         if rng.random() < 0.3:  # round table on one leg
             r = rng.uniform(0.35, 0.6)
             parts.append(cylinder_part(at([0, h - 0.025, 0]), [0, 1, 0], r, 0.025, label, material))
-            parts.append(cylinder_part(at([0, (h - 0.05) / 2, 0]), [0, 1, 0], 0.05,
-                                       (h - 0.05) / 2, label, material))
+            parts.append(
+                cylinder_part(
+                    at([0, (h - 0.05) / 2, 0]), [0, 1, 0], 0.05, (h - 0.05) / 2, label, material
+                )
+            )
         else:
             a, b = rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.5)
             parts.append(box_part(at([0, h - 0.025, 0]), [a, 0.025, b], ry, label, material))
             for sx in (-1, 1):
                 for sz in (-1, 1):
-                    parts.append(box_part(at([sx * (a - 0.06), (h - 0.05) / 2, sz * (b - 0.06)]),
-                                          [0.03, (h - 0.05) / 2, 0.03], ry, label, material))
+                    parts.append(
+                        box_part(
+                            at([sx * (a - 0.06), (h - 0.05) / 2, sz * (b - 0.06)]),
+                            [0.03, (h - 0.05) / 2, 0.03],
+                            ry,
+                            label,
+                            material,
+                        )
+                    )
         return parts, at([0, h, 0]), 0.8
     if label == CHAIR:
         s, h = rng.uniform(0.2, 0.26), rng.uniform(0.42, 0.5)
@@ -479,8 +562,15 @@ def _object_parts(rng, label: int, xz: np.ndarray, yaw: float, material: int, ro
         parts.append(box_part(at([0, h, 0]), [s, 0.03, s], ry, label, material, cushion))
         for sx in (-1, 1):
             for sz in (-1, 1):
-                parts.append(box_part(at([sx * (s - 0.03), (h - 0.03) / 2, sz * (s - 0.03)]),
-                                      [0.02, (h - 0.03) / 2, 0.02], ry, label, material))
+                parts.append(
+                    box_part(
+                        at([sx * (s - 0.03), (h - 0.03) / 2, sz * (s - 0.03)]),
+                        [0.02, (h - 0.03) / 2, 0.02],
+                        ry,
+                        label,
+                        material,
+                    )
+                )
         tilt, bh = np.radians(rng.uniform(0, 25)), rng.uniform(0.22, 0.32)
         rb = ry @ rot_x(tilt)  # lean the backrest backwards (+z local)
         centre = at([0, h + 0.03, s]) + rb @ np.array([0, bh, 0])
@@ -512,8 +602,12 @@ def _object_parts(rng, label: int, xz: np.ndarray, yaw: float, material: int, ro
         parts.append(sphere_part(at([0, r, 0]), r, label, material))
         return parts, at([0, 2 * r, 0]), r
     if label == LAMP:
-        ph, rb, rt, hs = rng.uniform(1.1, 1.6), rng.uniform(0.17, 0.27), rng.uniform(0.07, 0.14), \
-            rng.uniform(0.2, 0.32)
+        ph, rb, rt, hs = (
+            rng.uniform(1.1, 1.6),
+            rng.uniform(0.17, 0.27),
+            rng.uniform(0.07, 0.14),
+            rng.uniform(0.2, 0.32),
+        )
         parts.append(cylinder_part(at([0, 0.015, 0]), [0, 1, 0], 0.15, 0.015, label, material))
         parts.append(cylinder_part(at([0, ph / 2, 0]), [0, 1, 0], 0.02, ph / 2, label, material))
         ang = np.arange(8) * np.pi / 4 + rng.uniform(0, np.pi / 4)
@@ -530,8 +624,9 @@ def _object_parts(rng, label: int, xz: np.ndarray, yaw: float, material: int, ro
         a, b, h = rng.uniform(0.25, 0.5), rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.6)
         normals = [[0, -1, 0], [0, 0, -1], [1, 0, 0], [-1, 0, 0], [0, 2 * b, h]]
         points = [[0, 0, 0], [0, 0, -b], [a, 0, 0], [-a, 0, 0], [0, 0, b]]
-        verts = [[sx * a, 0, sz * b] for sx in (-1, 1) for sz in (-1, 1)] + \
-            [[sx * a, h, -b] for sx in (-1, 1)]
+        verts = [[sx * a, 0, sz * b] for sx in (-1, 1) for sz in (-1, 1)] + [
+            [sx * a, h, -b] for sx in (-1, 1)
+        ]
         parts.append(convex_part(normals, points, verts, ry, at([0, 0, 0]), label, material))
         return parts, at([0, h, -b]), float(np.hypot(a, b))
     if label == PYRAMID:
@@ -545,8 +640,9 @@ def _object_parts(rng, label: int, xz: np.ndarray, yaw: float, material: int, ro
             b = rng.uniform(0.3, 0.6)
             normals = [[0, -1, 0], [h, a, 0], [-h, a, 0], [0, 0, 1], [0, 0, -1]]
             points = [[0, 0, 0], [a, 0, 0], [-a, 0, 0], [0, 0, b], [0, 0, -b]]
-            verts = [[sx * a, 0, sz * b] for sx in (-1, 1) for sz in (-1, 1)] + \
-                [[0, h, sz * b] for sz in (-1, 1)]
+            verts = [[sx * a, 0, sz * b] for sx in (-1, 1) for sz in (-1, 1)] + [
+                [0, h, sz * b] for sz in (-1, 1)
+            ]
             kp = [0, h, 0]
         parts.append(convex_part(normals, points, verts, ry, at([0, 0, 0]), label, material))
         return parts, at(kp), a * 1.42
@@ -554,14 +650,35 @@ def _object_parts(rng, label: int, xz: np.ndarray, yaw: float, material: int, ro
         a, b = rng.uniform(0.6, 1.0), rng.uniform(0.38, 0.45)
         seat = rng.uniform(0.38, 0.45)
         bump = _sample_relief(rng, "quilted")
-        parts.append(box_part(at([0, seat / 2, 0.05]), [a, seat / 2, b - 0.05], ry, label,
-                              material, bump, "all"))
+        parts.append(
+            box_part(
+                at([0, seat / 2, 0.05]), [a, seat / 2, b - 0.05], ry, label, material, bump, "all"
+            )
+        )
         back_h = rng.uniform(0.75, 0.9)
-        parts.append(box_part(at([0, back_h / 2, -b + 0.1]), [a, back_h / 2, 0.1], ry, label,
-                              material, bump, "all"))
+        parts.append(
+            box_part(
+                at([0, back_h / 2, -b + 0.1]),
+                [a, back_h / 2, 0.1],
+                ry,
+                label,
+                material,
+                bump,
+                "all",
+            )
+        )
         for sx in (-1, 1):
-            parts.append(box_part(at([sx * (a + 0.1), seat * 0.75, 0]), [0.1, seat * 0.75, b],
-                                  ry, label, material, bump, "all"))
+            parts.append(
+                box_part(
+                    at([sx * (a + 0.1), seat * 0.75, 0]),
+                    [0.1, seat * 0.75, b],
+                    ry,
+                    label,
+                    material,
+                    bump,
+                    "all",
+                )
+            )
         return parts, at([0, back_h, -b + 0.1]), float(np.hypot(a + 0.2, b))
     if label == RUG:
         a, b = rng.uniform(0.5, 1.2), rng.uniform(0.4, 0.9)
@@ -582,13 +699,16 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
 
     materials = [_sample_material(rng, c, domain) for c in (FLOOR, WALL, CEILING)]
     relief_p = [0.3, 0.35, 0.35] if domain == SOURCE else [0.2, 0.4, 0.4]
-    wall_relief = [_sample_relief(rng, str(rng.choice(["flat", "panel", "ribbed"], p=relief_p)),
-                                  height) for _ in range(4)]
+    wall_relief = [
+        _sample_relief(rng, str(rng.choice(["flat", "panel", "ribbed"], p=relief_p)), height)
+        for _ in range(4)
+    ]
     # One relief for the whole room half the time, so walls do not all differ.
     if rng.random() < 0.5:
         wall_relief = [wall_relief[0]] * 4
-    floor_relief = _sample_relief(rng, "tiles") if rng.random() < (
-        0.15 if domain == SOURCE else 0.4) else None
+    floor_relief = (
+        _sample_relief(rng, "tiles") if rng.random() < (0.15 if domain == SOURCE else 0.4) else None
+    )
 
     mix = OBJECT_MIX[domain]
     probs = np.array([mix[c] for c in OBJECT_CLASSES])
@@ -607,7 +727,8 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
         shape_seed = int(rng.integers(2**63))
         # Shape once at the origin; placement tries move only its vertices.
         local_parts, _, radius = _object_parts(
-            np.random.default_rng(shape_seed), label, np.zeros(2), 0.0, mat, height)
+            np.random.default_rng(shape_seed), label, np.zeros(2), 0.0, mat, height
+        )
         local = np.concatenate([p.vertices for p in local_parts])
         for _try in range(20):
             yaw = rng.uniform(0, 2 * np.pi)
@@ -626,15 +747,21 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
                     xz[1] = room[wall] + (depth if wall == 2 else -depth)
                     yaw = 0.0 if wall == 2 else np.pi
             pts = local @ rot_y(yaw).T + [xz[0], 0.0, xz[1]]
-            inside = ((pts[:, 0] > room[0] + 0.01) & (pts[:, 0] < room[1] - 0.01)
-                      & (pts[:, 2] > room[2] + 0.01) & (pts[:, 2] < room[3] - 0.01)
-                      & (pts[:, 1] < height - 0.01 + (label == PILLAR) * 0.02)).all()
+            inside = (
+                (pts[:, 0] > room[0] + 0.01)
+                & (pts[:, 0] < room[1] - 0.01)
+                & (pts[:, 2] > room[2] + 0.01)
+                & (pts[:, 2] < room[3] - 0.01)
+                & (pts[:, 1] < height - 0.01 + (label == PILLAR) * 0.02)
+            ).all()
             clear_cam = np.linalg.norm(xz - cam_xz) > radius + 0.6
             clear = label == RUG or all(
-                np.linalg.norm(xz - c) > 0.8 * (radius + r) for c, r in footprints)
+                np.linalg.norm(xz - c) > 0.8 * (radius + r) for c, r in footprints
+            )
             if inside and clear_cam and clear:
                 obj_parts, kp, _ = _object_parts(
-                    np.random.default_rng(shape_seed), label, xz, yaw, mat, height)
+                    np.random.default_rng(shape_seed), label, xz, yaw, mat, height
+                )
                 for part in obj_parts:
                     part.instance = len(keypoints)
                 parts.extend(obj_parts)
@@ -647,30 +774,49 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
     az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(30, 75))
     sun = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
     if domain == SOURCE:
-        lights.append({"kind": "directional", "dir": sun,
-                       "intensity": np.full(3, rng.uniform(0.55, 0.95))})
+        lights.append(
+            {"kind": "directional", "dir": sun, "intensity": np.full(3, rng.uniform(0.55, 0.95))}
+        )
         ambient = np.full(3, rng.uniform(0.15, 0.4))
     else:
         # Daylight through windows: a far light (so it casts shadows like the lamps).
         centre = np.array([(room[0] + room[1]) / 2, height / 2, (room[2] + room[3]) / 2])
         tint = rng.uniform(-0.1, 0.1)
-        lights.append({"kind": "point", "pos": centre + 50.0 * sun, "falloff": 1e6,
-                       "intensity": rng.uniform(0.3, 0.8) * np.array([1 - tint, 1.0, 1 + tint])})
+        lights.append(
+            {
+                "kind": "point",
+                "pos": centre + 50.0 * sun,
+                "falloff": 1e6,
+                "intensity": rng.uniform(0.3, 0.8) * np.array([1 - tint, 1.0, 1 + tint]),
+            }
+        )
         for _ in range(int(rng.integers(1, 3))):
             for _try in range(10):
-                pos = np.array([rng.uniform(room[0] + 0.3, room[1] - 0.3),
-                                height - rng.uniform(0.15, 0.6),
-                                rng.uniform(room[2] + 0.3, room[3] - 0.3)])
-                if all(np.linalg.norm(pos - p.bounding_sphere[0]) > p.bounding_sphere[1]
-                       for p in parts):
+                pos = np.array(
+                    [
+                        rng.uniform(room[0] + 0.3, room[1] - 0.3),
+                        height - rng.uniform(0.15, 0.6),
+                        rng.uniform(room[2] + 0.3, room[3] - 0.3),
+                    ]
+                )
+                if all(
+                    np.linalg.norm(pos - p.bounding_sphere[0]) > p.bounding_sphere[1] for p in parts
+                ):
                     warm = rng.uniform(0.0, 0.25)
-                    lights.append({"kind": "point", "pos": pos, "falloff": rng.uniform(3.0, 6.0),
-                                   "intensity": rng.uniform(0.4, 0.9)
-                                   * np.array([1.0, 1.0 - 0.4 * warm, 1.0 - warm])})
+                    lights.append(
+                        {
+                            "kind": "point",
+                            "pos": pos,
+                            "falloff": rng.uniform(3.0, 6.0),
+                            "intensity": rng.uniform(0.4, 0.9)
+                            * np.array([1.0, 1.0 - 0.4 * warm, 1.0 - warm]),
+                        }
+                    )
                     break
         ambient = rng.uniform(0.12, 0.3) * np.array([1.0, 1.0, 1.0 + rng.uniform(-0.1, 0.15)])
-    return Scene(room, parts, materials, wall_relief, floor_relief, keypoints, lights, ambient,
-                 camera)
+    return Scene(
+        room, parts, materials, wall_relief, floor_relief, keypoints, lights, ambient, camera
+    )
 
 
 # --- Rendering ------------------------------------------------------------------------
@@ -749,8 +895,10 @@ def _in_shadow(scene: Scene, light_pos, points, candidates) -> np.ndarray:
     for obj_parts in by_object.values():
         verts = np.concatenate([p.vertices for p in obj_parts])
         c = verts.mean(0)
-        idx = np.flatnonzero(_sphere_near_segments(
-            c, np.linalg.norm(verts - c, axis=1).max(), light_pos, dirs, dist) & ~blocked)
+        idx = np.flatnonzero(
+            _sphere_near_segments(c, np.linalg.norm(verts - c, axis=1).max(), light_pos, dirs, dist)
+            & ~blocked
+        )
         for part in obj_parts if len(idx) else ():
             pc, pr = part.bounding_sphere
             sub = idx[_sphere_near_segments(pc, pr, light_pos, dirs[idx], dist[idx])]
@@ -795,8 +943,11 @@ def render(scene: Scene, camera: Camera, domain: str, rng) -> dict[str, np.ndarr
     shading = normal.copy()
     # Relief: walls and the faces of parts that carry one.
     for face_id in range(6):
-        relief = scene.floor_relief if face_id == 0 else (
-            scene.wall_relief[face_id - 2] if face_id >= 2 else None)
+        relief = (
+            scene.floor_relief
+            if face_id == 0
+            else (scene.wall_relief[face_id - 2] if face_id >= 2 else None)
+        )
         sel = surface == face_id
         if relief is not None and sel.any():
             shading[sel] = apply_relief(relief, geometric[sel], points[sel])
@@ -818,7 +969,7 @@ def render(scene: Scene, camera: Camera, domain: str, rng) -> dict[str, np.ndarr
         shading[fix] = _unit(shading[fix] + (0.05 - facing[fix])[:, None] * to_cam[fix])
 
     depth = t * -d_cam[..., 2]
-    image = _shade(scene, domain, points, shading, geometric, material, camera, rng)
+    image = _shade(scene, domain, points, shading, geometric, material, rng)
     normals_cam = _dot(shading, camera.rotation)
     mask = np.ones((s, s), bool)
     if domain == TARGET:  # depth-sensor-like missing data: grazing surfaces and blobs
@@ -842,8 +993,7 @@ def render(scene: Scene, camera: Camera, domain: str, rng) -> dict[str, np.ndarr
     }
 
 
-def _shade(scene, domain, points, shading, geometric, material, camera, rng) -> np.ndarray:
-    s = camera.size
+def _shade(scene, domain, points, shading, geometric, material, rng) -> np.ndarray:
     albedo = np.stack([m.albedo for m in scene.materials])[material]
     if domain == TARGET:
         for k in np.unique(material):
@@ -910,8 +1060,10 @@ def _keypoints(scene: Scene, camera: Camera, depth_map: np.ndarray):
     floor = np.array([[x, 0.0, z] for x in (x0, x1) for z in (z0, z1)])
     forward = -camera.rotation[:, 2]
     rel = floor - camera.position
-    bearing = np.arctan2(rel[:, 0] * forward[2] - rel[:, 2] * forward[0],
-                         rel[:, 0] * forward[0] + rel[:, 2] * forward[2])
+    bearing = np.arctan2(
+        rel[:, 0] * forward[2] - rel[:, 2] * forward[0],
+        rel[:, 0] * forward[0] + rel[:, 2] * forward[2],
+    )
     floor = floor[np.argsort(bearing)]
     corners = np.concatenate([floor, floor + [0.0, h, 0.0]])
     objs = np.array(scene.keypoints).reshape(-1, 3)
@@ -944,8 +1096,9 @@ def noisy_segmentation(seg: np.ndarray, rng) -> np.ndarray:
     p = np.pad(s2, 1, mode="edge")
     neigh = np.stack([p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
     boundary = (neigh != s2).any(0)
-    pick = neigh[rng.integers(0, 4, s2.shape), np.arange(s2.shape[0])[:, None],
-                 np.arange(s2.shape[1])]
+    pick = neigh[
+        rng.integers(0, 4, s2.shape), np.arange(s2.shape[0])[:, None], np.arange(s2.shape[1])
+    ]
     u = rng.random(s2.shape)
     out = np.where(boundary & (u < 0.5), 0, np.where(boundary, pick, s2))
     return out.astype(np.uint8)[..., None]
@@ -956,7 +1109,7 @@ def anchor_indices(seed: int, num_target_train: int, target_anchor_count: int | 
     if target_anchor_count is None or target_anchor_count >= num_target_train:
         return set(range(num_target_train))
     perm = np.random.default_rng([seed, 7919]).permutation(num_target_train)
-    return set(int(i) for i in perm[:target_anchor_count])
+    return {int(i) for i in perm[:target_anchor_count]}
 
 
 # --- Entry point -----------------------------------------------------------------------
@@ -964,8 +1117,13 @@ def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split][1], index])
 
 
-def generate_example(spec: GenerationSpec, split: str, index: int, has_anchor: bool = True,
-                     return_scene: bool = False):
+def generate_example(
+    spec: GenerationSpec,
+    split: str,
+    index: int,
+    has_anchor: bool = True,
+    return_scene: bool = False,
+):
     """One example as numpy arrays, a pure function of (spec, split, index, has_anchor)."""
     domain = SPLITS[split][0]
     rng = example_rng(spec.seed, split, index)
@@ -984,8 +1142,9 @@ def generate_example(spec: GenerationSpec, split: str, index: int, has_anchor: b
             px = 1.0 / spec.image_size
             jitter = rng.normal(size=(NUM_KEYPOINTS, 3)) * np.array([px, px, 0.0])
             jitter[:, 2] = rng.normal(size=NUM_KEYPOINTS) * 0.02 * ex["keypoints"][:, 2]
-            ex["keypoints"] = np.where(ex["keypoints_visible"][:, None],
-                                       ex["keypoints"] + jitter, 0.0).astype(np.float32)
+            ex["keypoints"] = np.where(
+                ex["keypoints_visible"][:, None], ex["keypoints"] + jitter, 0.0
+            ).astype(np.float32)
     ex["has_anchor"] = bool(has_anchor) if split == "target_train" else True
     ex["id"] = f"sim2real_rooms/seed{spec.seed}/{split}/{index:06d}"
     if return_scene:

@@ -79,8 +79,10 @@ def evaluate(builder, split: str, constant, per_class):
         const_err.append(_angles(constant, gt))
         ref_err.append(_angles(per_class[seg[mask]], gt))
         nz.append(gt[:, 2] <= 0)
-    stats = {"constant": normal_error_stats(np.concatenate(const_err)),
-             "reference": normal_error_stats(np.concatenate(ref_err))}
+    stats = {
+        "constant": normal_error_stats(np.concatenate(const_err)),
+        "reference": normal_error_stats(np.concatenate(ref_err)),
+    }
     return stats, float(np.concatenate(nz).mean())
 
 
@@ -97,15 +99,20 @@ def render_cost_ms(image_size: int, n: int = 20) -> dict[str, float]:
 
 
 def _row(name: str, s: dict[str, float]) -> str:
-    return (f"| {name} | {s['mean']:.1f} | {s['median']:.1f} | {s['rmse']:.1f} | "
-            f"{100 * s['a11_25']:.1f} | {100 * s['a22_5']:.1f} | {100 * s['a30']:.1f} |")
+    return (
+        f"| {name} | {s['mean']:.1f} | {s['median']:.1f} | {s['rmse']:.1f} | "
+        f"{100 * s['a11_25']:.1f} | {100 * s['a22_5']:.1f} | {100 * s['a30']:.1f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="default")
-    parser.add_argument("--data_dir", default=None,
-                        help="Build here and keep it (default: a temporary dir, removed).")
+    parser.add_argument(
+        "--data_dir",
+        default=None,
+        help="Build here and keep it (default: a temporary dir, removed).",
+    )
     args = parser.parse_args(argv)
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="sim2real_rooms_")
@@ -117,13 +124,18 @@ def main(argv: list[str] | None = None) -> None:
         builder.download_and_prepare()
         wall = time.perf_counter() - start_wall
         cpu = time.process_time() - start_cpu  # main process only (workers not counted)
-        print(f"config={cfg.name} image_size={cfg.image_size} examples={total} "
-              f"workers={Builder.NUM_WORKERS}")
-        print(f"build wall time: {wall:.1f} s ({1000 * wall / total:.1f} ms/example); "
-              f"main-process CPU {cpu:.1f} s")
+        print(
+            f"config={cfg.name} image_size={cfg.image_size} examples={total} "
+            f"workers={Builder.NUM_WORKERS}"
+        )
+        print(
+            f"build wall time: {wall:.1f} s ({1000 * wall / total:.1f} ms/example); "
+            f"main-process CPU {cpu:.1f} s"
+        )
         costs = render_cost_ms(cfg.image_size)
-        print("render CPU ms/example (1 core): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
+        print(
+            "render CPU ms/example (1 core): " + ", ".join(f"{k} {v:.1f}" for k, v in costs.items())
+        )
 
         constant, per_class = source_means(builder)
         print("| predictor (split) | mean | median | rmse | <11.25 % | <22.5 % | <30 % |")
@@ -133,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
             stats, nz_fraction[split] = evaluate(builder, split, constant, per_class)
             for name, s in stats.items():
                 print(_row(f"{name} ({split})", s))
-        print("valid pixels with n_z <= 0 (ceilings, grazing walls at the border): "
-              + ", ".join(f"{k} {100 * v:.1f}%" for k, v in nz_fraction.items()))
+        print(
+            "valid pixels with n_z <= 0 (ceilings, grazing walls at the border): "
+            + ", ".join(f"{k} {100 * v:.1f}%" for k, v in nz_fraction.items())
+        )
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)

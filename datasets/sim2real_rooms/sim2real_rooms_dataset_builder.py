@@ -10,7 +10,7 @@ import dataclasses
 import multiprocessing
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -64,12 +64,14 @@ class Sim2RealRoomsConfig(tfds.core.BuilderConfig):
         return int(getattr(self, f"num_{split}"))
 
     def generation_spec(self) -> generator.GenerationSpec:
-        return generator.GenerationSpec(self.image_size, self.seed, self.match_pose,
-                                        self.noisy_anchor)
+        return generator.GenerationSpec(
+            self.image_size, self.seed, self.match_pose, self.noisy_anchor
+        )
 
 
-def make_config(name: str = "custom", description: str | None = None,
-                **fields: Any) -> Sim2RealRoomsConfig:
+def make_config(
+    name: str = "custom", description: str | None = None, **fields: Any
+) -> Sim2RealRoomsConfig:
     """A custom config, e.g. ``make_config("small", image_size=64, num_source_train=500)``;
     use it as ``tfds.builder("sim2real_rooms", config=make_config(...))``."""
     if description is None:
@@ -90,8 +92,13 @@ MATCHED_CONFIG = make_config(
 TINY_CONFIG = make_config(
     "tiny",
     "32x32, a handful of examples per split, for tests.",
-    image_size=32, num_source_train=4, num_source_val=2, num_target_train=4,
-    num_target_val=2, num_target_test=3, target_anchor_count=2,
+    image_size=32,
+    num_source_train=4,
+    num_source_val=2,
+    num_target_train=4,
+    num_target_val=2,
+    num_target_test=3,
+    target_anchor_count=2,
 )
 
 # Importing this module under two package names (e.g. `tada_datasets.sim2real_rooms` and
@@ -103,35 +110,52 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
     """Procedural synthetic (source) -> real-like (target) indoor scenes."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [DEFAULT_CONFIG, MATCHED_CONFIG, TINY_CONFIG]
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS: ClassVar[list[Sim2RealRoomsConfig]] = [
+        DEFAULT_CONFIG,
+        MATCHED_CONFIG,
+        TINY_CONFIG,
+    ]
     DEFAULT_CONFIG_NAME = "default"
-    # Worker processes used to render a split (output does not depend on it).
-    NUM_WORKERS = 2
+    # Worker processes that render a split (the output does not depend on it); the main
+    # process encodes and writes, so more than a few workers gain little.
+    NUM_WORKERS = min(4, multiprocessing.cpu_count())
 
     def _info(self) -> tfds.core.DatasetInfo:
         s, k = self.builder_config.image_size, NUM_KEYPOINTS
-        features = tfds.features.FeaturesDict({
-            conventions.IMAGE: tfds.features.Image(shape=(s, s, 3), dtype=np.uint8),
-            conventions.NORMALS: tfds.features.Tensor(
-                shape=(s, s, 3), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB,
-                doc="Unit normals, camera frame (x right, y up, z toward camera); 0 invalid."),
-            conventions.NORMALS_MASK: tfds.features.Tensor(
-                shape=(s, s), dtype=np.bool_, encoding=tfds.features.Encoding.ZLIB),
-            conventions.SEGMENTATION: tfds.features.LabeledImage(
-                labels=list(CLASS_NAMES), shape=(s, s, 1),
-                doc="Class ids, 0 = void (ignore)."),
-            conventions.DEPTH: tfds.features.Tensor(
-                shape=(s, s), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB,
-                doc="Metres along the viewing axis; 0 where invalid."),
-            conventions.KEYPOINTS: tfds.features.Tensor(
-                shape=(k, 3), dtype=np.float32,
-                doc="x, y in [0, 1] (top-left origin, y down), depth in metres; 0 if hidden."),
-            conventions.KEYPOINTS_VISIBLE: tfds.features.Tensor(shape=(k,), dtype=np.bool_),
-            HAS_ANCHOR: tfds.features.Scalar(
-                dtype=np.bool_, doc="False: segmentation/keypoints are unlabeled (zeros)."),
-            conventions.EXAMPLE_ID: tfds.features.Text(),
-        })
+        features = tfds.features.FeaturesDict(
+            {
+                conventions.IMAGE: tfds.features.Image(shape=(s, s, 3), dtype=np.uint8),
+                conventions.NORMALS: tfds.features.Tensor(
+                    shape=(s, s, 3),
+                    dtype=np.float32,
+                    encoding=tfds.features.Encoding.ZLIB,
+                    doc="Unit normals, camera frame (x right, y up, z toward camera); 0 invalid.",
+                ),
+                conventions.NORMALS_MASK: tfds.features.Tensor(
+                    shape=(s, s), dtype=np.bool_, encoding=tfds.features.Encoding.ZLIB
+                ),
+                conventions.SEGMENTATION: tfds.features.LabeledImage(
+                    labels=list(CLASS_NAMES), shape=(s, s, 1), doc="Class ids, 0 = void (ignore)."
+                ),
+                conventions.DEPTH: tfds.features.Tensor(
+                    shape=(s, s),
+                    dtype=np.float32,
+                    encoding=tfds.features.Encoding.ZLIB,
+                    doc="Metres along the viewing axis; 0 where invalid.",
+                ),
+                conventions.KEYPOINTS: tfds.features.Tensor(
+                    shape=(k, 3),
+                    dtype=np.float32,
+                    doc="x, y in [0, 1] (top-left origin, y down), depth in metres; 0 if hidden.",
+                ),
+                conventions.KEYPOINTS_VISIBLE: tfds.features.Tensor(shape=(k,), dtype=np.bool_),
+                HAS_ANCHOR: tfds.features.Scalar(
+                    dtype=np.bool_, doc="False: segmentation/keypoints are unlabeled (zeros)."
+                ),
+                conventions.EXAMPLE_ID: tfds.features.Text(),
+            }
+        )
         return self.dataset_info_from_configs(
             features=features,
             supervised_keys=None,
@@ -153,11 +177,13 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         cfg = self.builder_config
         spec = cfg.generation_spec()
         n = cfg.num_examples(split)
-        anchored = (generator.anchor_indices(cfg.seed, n, cfg.target_anchor_count)
-                    if split == "target_train" else None)
+        anchored = (
+            generator.anchor_indices(cfg.seed, n, cfg.target_anchor_count)
+            if split == "target_train"
+            else None
+        )
         jobs = [(spec, split, i, anchored is None or i in anchored) for i in range(n)]
-        for i, example in enumerate(_render_all(jobs, self.NUM_WORKERS)):
-            yield i, example
+        yield from enumerate(_render_all(jobs, self.NUM_WORKERS))
 
 
 def _render_job(job: tuple) -> dict[str, Any]:
@@ -167,8 +193,11 @@ def _render_job(job: tuple) -> dict[str, Any]:
 
 def _render_all(jobs: list[tuple], num_workers: int) -> Iterator[dict[str, Any]]:
     """Examples in job order; forked workers when worthwhile (numpy only in the children)."""
-    use_workers = (num_workers > 1 and len(jobs) >= _MIN_EXAMPLES_FOR_WORKERS
-                   and sys.platform.startswith("linux"))
+    use_workers = (
+        num_workers > 1
+        and len(jobs) >= _MIN_EXAMPLES_FOR_WORKERS
+        and sys.platform.startswith("linux")
+    )
     if not use_workers:
         yield from map(_render_job, jobs)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -35,9 +36,14 @@ class Sim2RealRoomsBuilderTest(tfds.testing.DatasetBuilderTestCase):
     """Builds the `tiny` config end to end (nothing is downloaded)."""
 
     DATASET_CLASS = builder_module.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = ["tiny"]
-    SPLITS = {"source_train": 4, "source_val": 2, "target_train": 4, "target_val": 2,
-              "target_test": 3}
+    BUILDER_CONFIG_NAMES_TO_TEST: ClassVar[list[str]] = ["tiny"]
+    SPLITS: ClassVar[dict[str, int]] = {
+        "source_train": 4,
+        "source_val": 2,
+        "target_train": 4,
+        "target_val": 2,
+        "target_test": 3,
+    }
     SKIP_CHECKSUMS = True
 
 
@@ -70,10 +76,15 @@ def test_determinism_same_bytes_and_index_matters():
 def test_feature_shapes_and_dtypes():
     ex = _example("target_test", 0)
     s, k = SPEC.image_size, g.NUM_KEYPOINTS
-    expected = {"image": ((s, s, 3), np.uint8), "normals": ((s, s, 3), np.float32),
-                "normals_mask": ((s, s), np.bool_), "segmentation": ((s, s, 1), np.uint8),
-                "depth": ((s, s), np.float32), "keypoints": ((k, 3), np.float32),
-                "keypoints_visible": ((k,), np.bool_)}
+    expected = {
+        "image": ((s, s, 3), np.uint8),
+        "normals": ((s, s, 3), np.float32),
+        "normals_mask": ((s, s), np.bool_),
+        "segmentation": ((s, s, 1), np.uint8),
+        "depth": ((s, s), np.float32),
+        "keypoints": ((k, 3), np.float32),
+        "keypoints_visible": ((k,), np.bool_),
+    }
     for key, (shape, dtype) in expected.items():
         assert ex[key].shape == shape and ex[key].dtype == dtype, key
     assert ex["segmentation"].max() < g.NUM_CLASSES
@@ -100,8 +111,9 @@ def test_normals_unit_zero_invalid_and_camera_facing(split):
         assert min(m.mean() for m in masks) < 1.0  # sensor-like holes exist in the target
 
 
-@pytest.mark.parametrize("pitch_deg, roll_deg",
-                         [(0.0, 0.0), (20.0, 10.0), (35.0, -15.0), (-10.0, 5.0)])
+@pytest.mark.parametrize(
+    "pitch_deg, roll_deg", [(0.0, 0.0), (20.0, 10.0), (35.0, -15.0), (-10.0, 5.0)]
+)
 def test_floor_and_ceiling_normals_follow_camera_rotation(pitch_deg, roll_deg):
     rng = np.random.default_rng(0)
     scene = g.sample_scene(rng, g.SOURCE, g.SOURCE_POSE, 48)
@@ -123,8 +135,9 @@ def test_sphere_normals_match_depth_geometry():
     """Known pattern: a ball's normals equal (unprojected depth point - centre) / radius."""
     rng = np.random.default_rng(1)
     scene = g.sample_scene(rng, g.SOURCE, g.SOURCE_POSE, 64)
-    cam = g.make_camera(scene.camera.position, scene.camera.yaw, np.radians(10), np.radians(5),
-                        60.0, 64)
+    cam = g.make_camera(
+        scene.camera.position, scene.camera.yaw, np.radians(10), np.radians(5), 60.0, 64
+    )
     centre = cam.position + cam.rotation @ np.array([0.3, -0.2, -2.0])
     scene.parts = [g.sphere_part(centre, 0.5, g.BALL, 3)]
     ex = g.render(scene, cam, g.SOURCE, rng)
@@ -146,8 +159,14 @@ def test_keypoints_project_onto_matching_depth_and_surfaces():
             s = SPEC.image_size
             assert not kp[~vis].any()
             seg = np.pad(ex["segmentation"][..., 0], 1, mode="edge")
-            room_corners = np.array([[x, y, z] for x in scene.room[:2] for y in (0, scene.room[4])
-                                     for z in scene.room[2:4]])
+            room_corners = np.array(
+                [
+                    [x, y, z]
+                    for x in scene.room[:2]
+                    for y in (0, scene.room[4])
+                    for z in scene.room[2:4]
+                ]
+            )
             for k in np.flatnonzero(vis):
                 x, y, depth = kp[k]
                 assert 0 <= x < 1 and 0 <= y < 1 and depth > 0
@@ -155,7 +174,7 @@ def test_keypoints_project_onto_matching_depth_and_surfaces():
                 seen = ex["depth"][i, j]
                 if seen > 0:  # not a sensor hole
                     assert abs(seen - depth) <= 0.04 * depth + 0.03
-                labels = seg[i:i + 3, j:j + 3]
+                labels = seg[i : i + 3, j : j + 3]
                 if k < g.NUM_ROOM_CORNER_KEYPOINTS:
                     assert np.isin(labels, [g.FLOOR, g.WALL, g.CEILING]).any()
                     # Unprojecting (x, y, depth) lands on a room corner.

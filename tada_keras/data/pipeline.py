@@ -42,14 +42,23 @@ class DataSpec:
     label_scale: float = 0.5
 
 
-def load_split(name: str, split: str, data_dir: str | None = None, shuffle: bool = False,
-               seed: int = 0, download: bool = True) -> tf.data.Dataset:
-    """Loads ``name`` (``"builder/config"``) ``split`` as a tf.data of example dicts."""
+def prepare_builder(name: str, data_dir: str | None = None, manual_dir: str | None = None):
+    """Returns the TFDS builder ``name``, preparing it first if needed.
+
+    ``manual_dir`` holds the manually downloaded files of datasets that need them.
+    """
     import tada_datasets  # noqa: F401  (registers the project's builders)
 
     builder = tfds.builder(name, data_dir=data_dir)
-    if download:
-        builder.download_and_prepare()
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def load_split(name: str, split: str, data_dir: str | None = None, shuffle: bool = False,
+               seed: int = 0, manual_dir: str | None = None) -> tf.data.Dataset:
+    """Loads ``name`` (``"builder/config"``) ``split`` as a tf.data of example dicts."""
+    builder = prepare_builder(name, data_dir, manual_dir)
     if split not in builder.info.splits:
         raise ValueError(f"Dataset {name!r} has no split {split!r}; it has "
                          f"{sorted(builder.info.splits)}.")
@@ -86,8 +95,14 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
         offset = None
     if training:
         image = _colour_shift(image, seed)
-        size = tf.shape(image)[:2]
-        out = tf.cast(tf.round(tf.cast(size, tf.float32) * spec.label_scale), tf.int32)
+        # Static label sizes keep the traced training step shape-static (needed by
+        # keras.ops.image.resize on every backend).
+        static = image.shape[:2]
+        if static.is_fully_defined():
+            out = [int(round(d * spec.label_scale)) for d in static]
+        else:
+            out = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32)
+                                   * spec.label_scale), tf.int32)
         dense = {k: tf.image.resize(v, out, method="nearest") for k, v in dense.items()}
 
     flags = {"main": use_main, "anchor": use_anchor}
@@ -124,11 +139,17 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
 def _random_crop(image, dense, size, seed):
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
-    oy = tf.random.uniform((), 0, tf.maximum(h - size, 0) + 1, tf.int32, seed=seed)
+    with tf.control_dependencies([tf.debugging.assert_greater_equal(
+            tf.minimum(h, w), size,
+            message=f"--crop_size={size} is larger than an image; use --image_size")]):
+        oy = tf.random.uniform((), 0, tf.maximum(h - size, 0) + 1, tf.int32, seed=seed)
     ox = tf.random.uniform((), 0, tf.maximum(w - size, 0) + 1, tf.int32, seed=seed)
-    image = image[oy:oy + size, ox:ox + size]
-    dense = {k: v[oy:oy + size, ox:ox + size] for k, v in dense.items()}
-    return image, dense, (oy, ox, h, w)
+
+    def crop(v):
+        v = v[oy:oy + size, ox:ox + size]
+        return tf.ensure_shape(v, [size, size, v.shape[-1]])
+
+    return crop(image), {k: crop(v) for k, v in dense.items()}, (oy, ox, h, w)
 
 
 def _keypoints_after_crop(example, image, offset, spec):
@@ -179,11 +200,13 @@ def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
 
 
 def eval_dataset(ds: tf.data.Dataset, spec: DataSpec, domain: int, batch_size: int,
-                 input_size: int | None = None) -> tf.data.Dataset:
+                 input_size: int | None = None,
+                 input_scale: float | None = None) -> tf.data.Dataset:
     """Batches of (model input, full-resolution labels) for evaluation.
 
-    Images are resized to ``input_size`` (the paper feeds NYUv2 at 50 %) while labels keep
-    their original resolution: predictions are resized to them by the metrics.
+    Images are resized to ``input_size`` (square) or by ``input_scale`` (the paper feeds
+    NYUv2 at 50 %) while labels keep their original resolution: predictions are resized
+    to them by the metrics.
     """
     def prep(ex):
         image, labels = prepare_example(ex, dataclasses.replace(spec, image_size=None,
@@ -191,6 +214,10 @@ def eval_dataset(ds: tf.data.Dataset, spec: DataSpec, domain: int, batch_size: i
                                         domain, True, True, training=False)
         if input_size:
             image = _resize(image, input_size, "bilinear")
+        elif input_scale:
+            size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * input_scale),
+                           tf.int32)
+            image = tf.image.resize(image, size, method="bilinear")
         return image, labels
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)

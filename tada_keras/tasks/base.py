@@ -53,9 +53,12 @@ class Task:
 
 def resize_to(tensor, height, width, interpolation="bilinear"):
     """Resizes (B, h, w, C) to (B, height, width, C) unless it already has that size."""
-    shape = ops.shape(tensor)
-    if shape[1] == height and shape[2] == width:
+    static = tuple(tensor.shape)
+    if (isinstance(height, int) and isinstance(width, int)
+            and static[1] == height and static[2] == width):
         return tensor
+    # Sizes only known at run time (random crops in a traced step): resizing to the same
+    # size is an exact no-op for bilinear and nearest interpolation.
     return ops.image.resize(
         tensor, (height, width), interpolation=interpolation, data_format="channels_last"
     )
