@@ -152,8 +152,8 @@ class AngularErrorMetric(keras.metrics.Metric):
         self.sum_sq = self.add_variable(shape=(), initializer="zeros", name="sum_sq")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        from tada_keras.tasks.normals import normalize, sanitize_normals
         from tada_keras.tasks.base import resize_to
+        from tada_keras.tasks.normals import normalize, sanitize_normals
 
         gt, valid = sanitize_normals(y_true, sample_weight)
         pred = normalize(resize_to(ops.cast(y_pred, "float32"), ops.shape(gt)[1],

@@ -7,11 +7,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from tada_keras import conventions as C  # noqa: E402
-from tada_keras import metrics as M  # noqa: E402
+from tada_keras import conventions as C
+from tada_keras import metrics as M
 
 
 def normals_to_rgb(normals, mask=None):

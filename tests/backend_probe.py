@@ -13,7 +13,7 @@ import tada_keras
 from tada_keras.training.phases import configure_phase
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from conftest import make_batch  # noqa: E402
+from conftest import make_batch
 
 
 def main():

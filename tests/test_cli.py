@@ -23,8 +23,9 @@ def _run(args, env_extra=None, **kwargs):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    import tada_datasets  # noqa: F401
     import tensorflow_datasets as tfds
+
+    import tada_datasets  # noqa: F401
 
     tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
     return path

@@ -3,11 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from conftest import make_batch
 
 from tada_keras import LossWeights
 from tada_keras.training.backend import value_and_gradients
-
-from conftest import make_batch
 
 ALL = LossWeights(source_main=1.0, source_anchor=0.5, target_anchor=0.7, target_main=0.3)
 

@@ -3,11 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from conftest import make_batch
 
 import tada_keras
 from tada_keras.training.phases import configure_phase, run_method
-
-from conftest import make_batch
 
 
 def _dataset(x, y):

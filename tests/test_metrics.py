@@ -3,10 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from conftest import random_normals
 
 from tada_keras import metrics
-
-from conftest import random_normals
 
 
 def _fields(seed=0, n=3, h=24, w=20):

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("mediapipe")
 skimage_data = pytest.importorskip("skimage.data")
 
-from . import annotate, landmarks_file
+from . import annotate, landmarks_file  # noqa: E402
 
 # 68-point index (or mean of indices) -> (x, y) in pixels of astronaut().
 REFERENCE = {

@@ -159,7 +159,7 @@ def depth(index1):
     return d.astype(np.float32), raw.astype(np.float32)
 
 
-_MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2001 HDF5 schema 1.00 ."
+_MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2001 HDF5 schema 1.00 ."  # noqa: E501
 
 
 def write_labeled_mat(path, images, depths, raw_depths, labels, scene_of):

@@ -18,6 +18,7 @@ import pathlib
 
 import numpy as np
 from PIL import Image
+
 from tada_datasets.face_landmarks import face_region, head_pose, landmarks_file, synthetic_face
 from tada_datasets.facewarehouse import mesh_render
 

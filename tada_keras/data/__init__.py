@@ -1,7 +1,13 @@
 """tf.data: TFDS examples -> mixed-domain model batches (see ``pipeline``)."""
 
-from tada_keras.data.pipeline import (DataSpec, eval_dataset, load_split, mixed_train_dataset,
-                                      prepare_builder, prepare_example)
+from tada_keras.data.pipeline import (
+                                      DataSpec,
+                                      eval_dataset,
+                                      load_split,
+                                      mixed_train_dataset,
+                                      prepare_builder,
+                                      prepare_example,
+)
 
 __all__ = ["DataSpec", "eval_dataset", "load_split", "mixed_train_dataset", "prepare_builder",
            "prepare_example"]

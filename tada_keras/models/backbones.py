@@ -46,7 +46,7 @@ def _resnet50(weights, input_shape):
     try:
         base = keras.applications.ResNet50(
             include_top=False, weights=weights, input_shape=input_shape)
-    except Exception as err:  # noqa: BLE001 - re-raised with the user's fix in the message
+    except Exception as err:
         if weights == "imagenet":
             raise BackboneWeightsError(
                 "backbone_weights='imagenet' needs to download the ResNet50 ImageNet weights "
