@@ -4,14 +4,15 @@ Every example is a pure function of ``(seed, split, index)``. A room (floor, fou
 ceiling) is furnished with objects built from analytic primitives (convex polyhedra given by
 their face planes, spheres, capped cylinders). Primary rays are intersected with every
 primitive in closed form, vectorised over the pixels of each primitive's screen-space bounding
-rectangle. Fine relief (wall panels, ribbed walls, quilted sofa tops, rugs) is analytic bump
-mapping: it changes the ground-truth normals and the shading, not the depth.
+rectangle. Fine relief (wall panels and ribs, floor tiles, cabinet doors, quilted sofas, rugs)
+is analytic bump mapping: it changes the ground-truth normals and the shading, not the depth.
 
 The source domain ("synthetic") is clean: plain colours, one directional light and ambient
-light, no shadows, no sensor. The target domain ("real-like") has procedural textures, point
-lights with cast shadows, another field of view, a colour cast, an exposure change,
-vignetting, blur, sensor noise and depth-sensor holes, and its camera looks down more and
-rolls (label-distribution shift). Normals stay exact in both, so shading stays a valid cue.
+light, no shadows, no sensor. The target domain ("real-like") has procedural textures,
+daylight plus ceiling point lights with cast shadows, another field of view, a colour cast, an
+exposure error, vignetting, blur, sensor noise and depth-sensor holes, and its camera looks
+down more and rolls (label-distribution shift). Shading stays Lambertian in both domains, so
+it remains a valid cue for the exact normals.
 """
 
 from __future__ import annotations
@@ -787,7 +788,7 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
                 "kind": "point",
                 "pos": centre + 50.0 * sun,
                 "falloff": 1e6,
-                "intensity": rng.uniform(0.3, 0.8) * np.array([1 - tint, 1.0, 1 + tint]),
+                "intensity": rng.uniform(0.5, 1.0) * np.array([1 - tint, 1.0, 1 + tint]),
             }
         )
         for _ in range(int(rng.integers(1, 3))):
@@ -808,7 +809,7 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
                             "kind": "point",
                             "pos": pos,
                             "falloff": rng.uniform(3.0, 6.0),
-                            "intensity": rng.uniform(0.4, 0.9)
+                            "intensity": rng.uniform(0.2, 0.6)
                             * np.array([1.0, 1.0 - 0.4 * warm, 1.0 - warm]),
                         }
                     )
