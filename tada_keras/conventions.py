@@ -5,7 +5,10 @@ pipeline, the losses and the metrics rely on nothing else.
 
 Normal frame
     Camera frame: x points right in the image, y points up in the image, z points toward
-    the camera. Visible surfaces therefore have n_z > 0. Normals are unit-length float32.
+    the camera. A visible surface faces the camera ray (n . -ray > 0), which for a pinhole
+    camera means n_z > 0 near the image centre but not at grazing angles near the border
+    (e.g. a ceiling seen from a camera looking down): never force n_z >= 0.
+    Normals are unit-length float32.
     Invalid pixels hold (0, 0, 0) and have ``normals_mask == False``.
 
 Domains
@@ -42,6 +45,7 @@ DEPTH = "depth"  # float32 (H, W), metres where known, 0 where invalid
 KEYPOINTS = "keypoints"  # float32 (K, 3): x, y normalised, depth
 KEYPOINTS_VISIBLE = "keypoints_visible"  # bool (K,)
 EXAMPLE_ID = "id"  # string, traceable to the source file or generator seed
+HAS_ANCHOR = "has_anchor"  # optional bool: are this example's anchor labels usable?
 
 # --- Keys of a training batch's label dict (built by tada_keras.data) -----------------
 DOMAIN = "domain"  # int32 (B,)

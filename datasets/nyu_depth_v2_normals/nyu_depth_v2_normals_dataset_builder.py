@@ -17,7 +17,7 @@ from etils import epath
 from tada_keras import conventions as C
 
 from . import conversions
-from .normals_feature import UnitNormals
+from ..common.normals_feature import UnitNormals
 
 MAT_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"

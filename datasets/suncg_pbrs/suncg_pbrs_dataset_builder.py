@@ -17,7 +17,7 @@ from etils import epath
 from tada_keras import conventions as C
 
 from . import conversions
-from .normals_feature import UnitNormals
+from ..common.normals_feature import UnitNormals
 
 GOODLIST = "data_goodlist_v2.txt"
 IMAGE_PATH = "mlt_v2/{house}/{view}_mlt.png"

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from . import conversions, make_dummy_data
 from . import suncg_pbrs_dataset_builder as builder_lib
-from .normals_feature import UnitNormals
+from ..common.normals_feature import UnitNormals
 
 DUMMY = builder_lib.Builder.code_path.parent / "dummy_data"
 SPLITS = {"train": 4, "validation": 2, "test": 1}

@@ -129,8 +129,8 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
             points, visible = _keypoints_after_crop(example, image, offset, spec)
             labels[C.KEYPOINTS] = points
             labels[C.KEYPOINTS_VISIBLE] = visible
-        if role == "anchor" and "has_anchor" in example:
-            present = present * tf.cast(example["has_anchor"], tf.float32)
+        if role == "anchor" and C.HAS_ANCHOR in example:
+            present = present * tf.cast(example[C.HAS_ANCHOR], tf.float32)
         labels[f"{task}_present"] = present
     labels[C.DOMAIN] = tf.constant(domain, tf.int32)
     return image, labels

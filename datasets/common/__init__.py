@@ -1,0 +1,1 @@
+"""Pieces shared by several builders (no builder lives here)."""
