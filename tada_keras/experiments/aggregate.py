@@ -1,0 +1,220 @@
+"""Mean ± std over seeds, significance tests, and the Markdown / CSV tables.
+
+Pure functions of per-seed results: ``{row key: [per-seed metrics dict, ...]}``, each dict
+holding at least the target main-task stats (``mean, median, rmse, a11_25, a22_5, a30``).
+
+Statistics (the paper reports "significance computed from 3 runs" without naming a test):
+
+* std is the sample standard deviation over seeds (ddof=1).
+* Each row is compared with the table's reference row (the paper's Baseline; MTL(+both
+  anchor) in Tables 4-5) and with the best row of each column by **Welch's t-test**
+  (two-sided, ``scipy.stats.ttest_ind(equal_var=False)``). Welch, not Student, because
+  methods differ in stability (adversarial rows vary much more across seeds than others),
+  so equal variances cannot be assumed. Not a paired test, because seed k of two methods
+  is not a matched unit: methods draw different random numbers from the same seed, so
+  there is no shared per-seed effect to pair on, and rows with a failed seed can still be
+  compared.
+* With 3 seeds per row the test has little power (about 2-4 degrees of freedom: only
+  differences of several standard deviations reach p < 0.05). A missing marker therefore
+  does not mean "no difference". The CSV has the p-values.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import warnings
+
+import numpy as np
+
+ALPHA = 0.05
+REF_MARK = "*"  # differs from the reference row (p < ALPHA)
+BEST_MARK = "†"  # worse than the column's best row (p < ALPHA)
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    higher_is_better: bool
+    decimals: int
+
+
+# The paper's column order, then 22.5° (which the paper does not report).
+COLUMNS = (
+    Column("a11_25", "< 11.25°", True, 3),
+    Column("a30", "< 30°", True, 3),
+    Column("rmse", "RMSE", False, 2),
+    Column("mean", "Mean", False, 2),
+    Column("median", "Median", False, 2),
+    Column("a22_5", "< 22.5°", True, 3),
+)
+# Reported when the runs have them: (key in flat_metrics, Markdown title or None = CSV only).
+EXTRAS = (
+    ("discriminator_fraction_below_55", "disc. acc. < 55 %"),
+    ("target_test_anchor_miou", None),
+    ("source_val_mean", None),
+    ("train_seconds", None),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One metric of one row: mean ± std over n seeds and the two tests."""
+
+    mean: float
+    std: float
+    n: int
+    p_ref: float = math.nan
+    p_best: float = math.nan
+    best: bool = False
+
+    def significant_vs_ref(self, alpha: float = ALPHA) -> bool:
+        return self.p_ref < alpha  # nan compares False
+
+    def worse_than_best(self, alpha: float = ALPHA) -> bool:
+        return not self.best and self.p_best < alpha
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """A run's metrics.json -> the flat dict the aggregation reads."""
+    flat = {k: float(v) for k, v in metrics["target_test"].items()}
+    if "source_val" in metrics:
+        flat["source_val_mean"] = float(metrics["source_val"]["mean"])
+    for key in ("target_test_anchor_miou",):
+        if key in metrics:
+            flat[key] = float(metrics[key])
+    disc = metrics.get("discriminator") or {}
+    if disc.get("fraction_below_55") is not None:  # None: no step logged after warm-up
+        flat["discriminator_fraction_below_55"] = float(disc["fraction_below_55"])
+    timings = metrics.get("timings_s") or {}
+    if timings:
+        flat["train_seconds"] = float(sum(timings.values()))
+    return flat
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; nan for fewer than 2 values)."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of Welch's t-test; nan when it is undefined (fewer than 2 values
+    in a group, or no variance in either)."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = stats.ttest_ind(a, b, equal_var=False).pvalue
+    return float(p)
+
+
+def aggregate(results: dict[str, list[dict[str, float]]], reference: str | None = None,
+              exclude_from_best: tuple[str, ...] = ()) -> dict[str, dict[str, Cell]]:
+    """``{row: {metric: Cell}}`` for every metric of ``COLUMNS`` and ``EXTRAS`` present.
+
+    ``exclude_from_best``: rows never bold and never the "best row" of a test (the
+    Oracle, which uses target main-task labels no other method has).
+    """
+    columns = {c.key: c for c in COLUMNS}
+    keys = [c.key for c in COLUMNS] + [k for k, _ in EXTRAS
+                                       if any(k in r for rs in results.values() for r in rs)]
+    values = {row: {k: [r[k] for r in runs if k in r] for k in keys}
+              for row, runs in results.items()}
+    table = {row: {} for row in results}
+    for key in keys:
+        column = columns.get(key)
+        best = None
+        if column:
+            eligible = [r for r in results if r not in exclude_from_best and values[r][key]]
+            if eligible:
+                pick = max if column.higher_is_better else min
+                best = pick(eligible, key=lambda r: float(np.mean(values[r][key])))
+        for row in results:
+            v = values[row][key]
+            mean, std = mean_std(v)
+            if column is None:
+                table[row][key] = Cell(mean, std, len(v))
+                continue
+            p_ref = (welch_p(v, values[reference][key])
+                     if reference in values and row != reference else math.nan)
+            # Excluded rows (the Oracle) may beat the best row: "worse than best" is moot.
+            p_best = (welch_p(v, values[best][key])
+                      if best and row != best and row not in exclude_from_best else math.nan)
+            is_best = best is not None and row not in exclude_from_best and bool(v) and \
+                mean == float(np.mean(values[best][key]))
+            table[row][key] = Cell(mean, std, len(v), p_ref, p_best, is_best)
+    return table
+
+
+def format_cell(cell: Cell, decimals: int, alpha: float = ALPHA) -> str:
+    if cell.n == 0:
+        return "–"
+    text = f"{cell.mean:.{decimals}f}"
+    if cell.n > 1:
+        text += f" ± {cell.std:.{decimals}f}"
+    if cell.best:
+        text = f"**{text}**"
+    marks = (REF_MARK if cell.significant_vs_ref(alpha) else "") + \
+        (BEST_MARK if cell.worse_than_best(alpha) else "")
+    return text + marks
+
+
+def legend(reference_label: str | None, alpha: float = ALPHA) -> str:
+    ref = (f"`{REF_MARK}`: differs from {reference_label} (two-sided Welch's t-test over "
+           f"seeds, p < {alpha}); " if reference_label else "")
+    return (f"**Bold**: best mean of the column (the Oracle excluded). {ref}`{BEST_MARK}`: "
+            f"worse than the column's best row (same test). With 3 seeds the test has little "
+            f"power: no marker does not mean no difference.")
+
+
+def markdown_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
+                   alpha: float = ALPHA) -> str:
+    """The table in the paper's column order; ``labels``: row key -> row name."""
+    extras = [(k, t) for k, t in EXTRAS if t and any(k in s for s in stats.values())]
+    head = ["method"] + [c.title for c in COLUMNS] + [t for _, t in extras] + ["seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for row, cells in stats.items():
+        n = max((c.n for c in cells.values()), default=0)
+        parts = [labels.get(row, row)]
+        parts += [format_cell(cells[c.key], c.decimals, alpha) for c in COLUMNS]
+        parts += [format_cell(cells[k], 3, alpha) if k in cells else "–" for k, _ in extras]
+        lines.append("| " + " | ".join(parts + [str(n)]) + " |")
+    return "\n".join(lines)
+
+
+def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str]) -> str:
+    """Every number of the table, the p-values included, one row per table row."""
+    extras = [k for k, _ in EXTRAS if any(k in s for s in stats.values())]
+    head = ["row", "label", "seeds"]
+    for c in COLUMNS:
+        head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_p_vs_reference",
+                 f"{c.key}_p_vs_best", f"{c.key}_is_best"]
+    for k in extras:
+        head += [f"{k}_mean", f"{k}_std"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(head)
+    for row, cells in stats.items():
+        n = max((c.n for c in cells.values()), default=0)
+        values = [row, labels.get(row, row), n]
+        for c in COLUMNS:
+            cell = cells[c.key]
+            values += [_num(cell.mean), _num(cell.std), _num(cell.p_ref), _num(cell.p_best),
+                       int(cell.best)]
+        for k in extras:
+            cell = cells.get(k)
+            values += [_num(cell.mean), _num(cell.std)] if cell else ["", ""]
+        writer.writerow(values)
+    return buf.getvalue()
+
+
+def _num(x: float) -> str:
+    return "" if x is None or math.isnan(x) else f"{x:.6g}"

@@ -1,0 +1,198 @@
+"""Every table of the paper and every ablation of the harness, as data.
+
+A ``Table`` is a list of ``Row``s; a row is a label (the paper's wording) and the
+``tada_keras.train`` flags that turn the data's flagfile into that row's run. Flags may
+use two placeholders, filled in by ``plan.make_plan``:
+
+* ``{da}``: the unsupervised DA method the paper pairs with the data (Tsai et al. for
+  indoor scenes, Ganin et al./DANN for faces; Table 1 and Table 3 use it);
+* ``{target_val_split}``: the data's target validation split (Table 5 reports on it).
+
+Runs are identified by their effective configuration, not by table: Table 1's Baseline
+and Table 2's Baseline are the same runs (as in the paper, where the numbers match).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of a table.
+
+    Args:
+        key: short id (``--rows`` filter, dependency references).
+        label: the row's name in the table, in the paper's words.
+        flags: ``tada_keras.train`` flags on top of the data's flagfile.
+        init_from: key of another row of the same table whose final weights (same seed)
+            initialise this run (the "phase 2 from a shared converged model" protocol).
+        steps_scale: this run trains ``round(steps * steps_scale)`` steps.
+    """
+
+    key: str
+    label: str
+    flags: tuple[str, ...] = ()
+    init_from: str | None = None
+    steps_scale: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table: its rows, which row the significance test compares against, and which
+    data it needs.
+
+    Args:
+        name: id used on the command line (``--table``) and as the output folder.
+        title: caption.
+        rows: the rows, dependencies (``Row.init_from``) before their dependants.
+        reference: key of the row every other row is tested against (the paper's
+            "Baseline"; Tables 4 and 5 compare DA variants against MTL(+both anchor)).
+        frontal: replace the source by the data's pose-matched ("frontal") variant.
+        data: data presets that have what the rows need (None: every preset).
+        split_note: which target split the metrics come from, for the caption.
+    """
+
+    name: str
+    title: str
+    rows: tuple[Row, ...]
+    reference: str = "baseline"
+    frontal: bool = False
+    data: tuple[str, ...] | None = None
+    split_note: str = "target test"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPreset:
+    """What ``--data=<name>`` means.
+
+    Args:
+        flagfile: path relative to the repository root.
+        da: the DA method of Tables 1 and 3 for this data (paper: Tsai et al. for indoor
+            scenes, DANN for faces).
+        frontal: flags replacing the source by its pose-matched variant (Table 3); ``()``
+            when the flagfile's source already is; None when there is none.
+    """
+
+    flagfile: str
+    da: str
+    frontal: tuple[str, ...] | None
+
+
+DATA = {
+    # The embedded benchmark is indoor-like, so its DA default follows the indoor column.
+    "embedded": DataPreset("configs/demo.flags", "tsai",
+                           ("--source_dataset=sim2real_rooms/matched",)),
+    "indoor": DataPreset("configs/indoor.flags", "tsai", None),
+    "faces": DataPreset("configs/faces.flags", "dann",
+                        ("--source_dataset=sfsnet_synthetic/frontal",)),
+    "faces_frontal": DataPreset("configs/faces_frontal.flags", "dann", ()),
+}
+
+
+def _m(method: str, *extra: str) -> tuple[str, ...]:
+    return (f"--method={method}",) + extra
+
+
+BASELINE = Row("baseline", "Baseline", _m("baseline"))
+BASELINE_DA = Row("baseline_da", "Baseline+DA", _m("baseline", "--da={da}"))
+MTL_SRC = Row("mtl_src", "MTL (+src anchor)", _m("mtl_src"))
+MTL_TGT = Row("mtl_tgt", "MTL (+tgt anchor)", _m("mtl_tgt"))
+MTL_BOTH = Row("mtl_both", "MTL (+both anchor)", _m("mtl_both"))
+HEADFREEZE = Row("headfreeze", "HeadFreeze (ours)", _m("headfreeze"))
+HEADFREEZE_DA = Row("headfreeze_da", "HeadFreeze (ours)+DA", _m("headfreeze", "--da={da}"))
+ORACLE = Row("oracle", "Oracle", _m("oracle"))
+
+# Table 5 (paper appendix): DANN at these feature levels, alone and in pairs.
+TABLE5_LEVELS = ("layer-3", "layer-4", "up-1", "up-3", "out",
+                 "layer-4,out", "layer-4,up-3", "up-3,out")
+
+# Target-anchor ablations need sim2real_rooms configs that differ from `default` only in
+# the target anchor labels (same images, same seed). See docs/experiments.md.
+ANCHOR_AMOUNTS = {"anchors_25": 25, "anchors_100": 100}
+CLEAN_ANCHORS = "clean_anchors"
+
+
+def _protocol_b_rows() -> tuple[Row, ...]:
+    # Protocol (b) of issue 3 §4: one converged MTL(+src) model per seed, then HeadFreeze
+    # phase 2 and MTL(+both) fine-tuned from it for the same number of steps: as many as
+    # HeadFreeze's phase 2 has under the equal-steps protocol (half of --steps).
+    return (
+        Row("mtl_src_converged", "MTL (+src) converged (b)", _m("mtl_src")),
+        Row("headfreeze_b", "HeadFreeze phase 2 from it (b)",
+            _m("headfreeze", "--phase1_steps=0"), init_from="mtl_src_converged",
+            steps_scale=0.5),
+        Row("mtl_both_b", "MTL (+both) fine-tuned from it (b)", _m("mtl_both"),
+            init_from="mtl_src_converged", steps_scale=0.5),
+    )
+
+
+def _bn(row: Row, on: bool, protocol: str = "") -> Row:
+    suffix = "on" if on else "off"
+    label = f"{row.label} ({protocol}, BN {suffix})" if protocol else f"{row.label}, BN {suffix}"
+    return Row(f"{row.key}_bn_{suffix}", label, row.flags + (f"--bn_exposure={str(on).lower()}",))
+
+
+def _on_val(row: Row) -> Row:
+    # Table 5 is on the validation set: the run's "target_test" metrics then come from it.
+    return dataclasses.replace(row, flags=row.flags + ("--target_test_split={target_val_split}",))
+
+
+def _anchor_rows(configs: dict[str, str]) -> tuple[Row, ...]:
+    rows = [BASELINE]
+    for config, note in configs.items():
+        dataset = f"--target_dataset=sim2real_rooms/{config}"
+        for base in (MTL_BOTH, HEADFREEZE):
+            rows.append(Row(f"{base.key}_{config}", f"{base.label}, {note}",
+                            base.flags + (dataset,)))
+    return tuple(rows)
+
+
+TABLES = {t.name: t for t in (
+    Table("1", "Table 1: comparison with unsupervised domain adaptation",
+          (BASELINE, BASELINE_DA, HEADFREEZE, HEADFREEZE_DA, ORACLE)),
+    Table("2", "Table 2: ablation of the anchor-task formulations",
+          (BASELINE, MTL_SRC, MTL_TGT, MTL_BOTH, HEADFREEZE)),
+    Table("3", "Table 3: pose-matched (\"frontal\") source",
+          (BASELINE, BASELINE_DA, HEADFREEZE, HEADFREEZE_DA), frontal=True),
+    Table("4", "Table 4: MTL (+both anchor) with DANN (Ganin et al.) and Tsai et al.",
+          (MTL_BOTH,
+           Row("mtl_both_dann", "MTL (+both anchor) +DA [DANN]", _m("mtl_both", "--da=dann")),
+           Row("mtl_both_tsai", "MTL (+both anchor) +DA [Tsai]", _m("mtl_both", "--da=tsai"))),
+          reference="mtl_both"),
+    Table("5", "Table 5: DANN at different feature levels (target validation split)",
+          tuple(_on_val(r) for r in (MTL_BOTH,) + tuple(
+              Row("dann_" + lv.replace(",", "+"), f"MTL (+both anchor) +DA ({lv})",
+                  _m("mtl_both", "--da=dann", f"--da_levels={lv}"))
+              for lv in TABLE5_LEVELS)),
+          reference="mtl_both", split_note="target validation"),
+    Table("freeze_depth", "Ablation: where the frozen head starts (paper: after up-2)",
+          (BASELINE, MTL_BOTH) + tuple(
+              Row(f"headfreeze_{p}", f"HeadFreeze, head after {p}",
+                  _m("headfreeze", f"--freeze_after={p}")) for p in ("up-1", "up-2", "up-3"))),
+    Table("phase1_length", "Ablation: HeadFreeze phase-1 length (fraction of the steps)",
+          (BASELINE, MTL_SRC) + tuple(
+              Row(f"headfreeze_p1_{int(f * 100)}", f"HeadFreeze, phase 1 = {f:.0%}",
+                  _m("headfreeze", f"--phase1_fraction={f}")) for f in (0.25, 0.5, 0.75, 0.9))),
+    Table("protocol", "Ablation: HeadFreeze protocol, (a) equal total steps vs (b) phase 2 "
+          "from a shared converged MTL(+src) model",
+          (BASELINE,
+           Row("mtl_both", "MTL (+both) (a)", MTL_BOTH.flags),
+           Row("headfreeze", "HeadFreeze (a)", HEADFREEZE.flags)) + _protocol_b_rows()),
+    Table("bn_exposure", "Ablation: batch-norm exposure to target images of the methods "
+          "that use no target label",
+          tuple(_bn(r, on) for r in (BASELINE, MTL_SRC, HEADFREEZE) for on in (True, False))),
+    Table("anchor_amount", "Ablation: amount of labelled target anchor data",
+          _anchor_rows({**{c: f"{n} target anchor labels" for c, n in ANCHOR_AMOUNTS.items()},
+                        "default": "all target anchor labels"}),
+          data=("embedded",)),
+    Table("anchor_noise", "Ablation: noisy (eroded/jittered) vs clean target anchor labels",
+          _anchor_rows({"default": "noisy anchors", CLEAN_ANCHORS: "clean anchors"}),
+          data=("embedded",)),
+    Table("science_check", "Issue 3 §4 first science check: every method × BN exposure × "
+          "HeadFreeze protocol",
+          tuple(_bn(r, True, "a") for r in (BASELINE, MTL_SRC, MTL_TGT, MTL_BOTH, HEADFREEZE,
+                                            ORACLE))
+          + tuple(_bn(r, False, "a") for r in (BASELINE, MTL_SRC)) + _protocol_b_rows(),
+          reference="baseline_bn_on"),
+)}
