@@ -9,6 +9,7 @@ from absl import flags
 from tada_keras.methods import METHOD_NAMES
 from tada_keras.models import BACKBONES, FREEZE_POINTS
 from tada_keras.run import RunConfig
+from tada_keras.training.distribute import DISTRIBUTIONS
 
 HELP = {
     "model_dir": "Output directory (checkpoints, metrics.json, figures, TensorBoard logs).",
@@ -44,8 +45,42 @@ HELP = {
     "seed": "Random seed (data order, initialisation).",
     "deterministic": "Enable op determinism (TensorFlow) for bit-reproducible runs.",
     "jit_compile": "auto, true or false (XLA on TF/JAX).",
+    "distribution": "Data parallelism: none, mirrored (all local GPUs / devices; TF "
+                    "MirroredStrategy or JAX keras.distribution.DataParallel) or "
+                    "multiworker (several hosts; TF_CONFIG or KERAS_DISTRIBUTION_*). "
+                    "See docs/distributed.md.",
     "eval_batch_size": "Batch size of evaluation.",
     "num_figures": "Target test images in the qualitative figure.",
+    "da": "Unsupervised domain adaptation added to the method: none, dann (Ganin & "
+          "Lempitsky, gradient reversal at --da_levels) or tsai (Tsai et al./AdaptSegNet, "
+          "output-space discriminator). See docs/domain_adaptation.md.",
+    "da_levels": "Comma-separated levels with a discriminator, from layer-3, layer-4 "
+                 "(ResNet stages), up-1, up-2, up-3 (decoder stages), out (main-task "
+                 "output). auto: layer-4 for dann (paper Table 5), out for tsai.",
+    "da_weight": "λ, weight of the network's adversarial loss. Default: 1.0 for dann, "
+                 "0.001 for tsai (AdaptSegNet single-level).",
+    "da_schedule": "λ schedule after the warm-up: constant, or ramp = "
+                   "2/(1+exp(-γp))-1 with p from 0 to 1 over the remaining steps.",
+    "da_gamma": "γ of --da_schedule=ramp.",
+    "da_warmup_steps": "Steps before the adversarial loss is added (the paper adds it "
+                       "near convergence); the discriminators train from step 1.",
+    "da_face_mask": "Zero the discriminators' inputs outside labels['normals_mask'] "
+                    "(the paper masks everything outside the face region for faces).",
+    "disc_optimizer": "Optimizer of the discriminators: sgd (momentum 0.9; the paper's) "
+                      "or adam (betas 0.9, 0.99; AdaptSegNet's).",
+    "disc_learning_rate": "Discriminator learning rate. Default: 0.01 for sgd, 1e-4 for "
+                          "adam.",
+    "disc_layers": "Convolutions per discriminator (kernel 4, stride 2). Paper: 5 for "
+                   "indoor scenes, 2 for faces.",
+    "disc_filters": "Width of a discriminator's first convolution (doubles per layer, "
+                    "max 512).",
+    "disc_batchnorm": "DCGAN-style batch norm after every hidden discriminator "
+                      "convolution (paper appendix).",
+    "disc_noise": "Std of Gaussian noise on the discriminators' inputs and activations "
+                  "(training only).",
+    "disc_label_noise": "Noise on the discriminators' real/fake labels: each moves "
+                        "towards 0.5 by U(0, this).",
+    "monitor_every": "Discriminator monitor period in steps (CSV, TensorBoard, console).",
 }
 ENUMS = {
     "method": list(METHOD_NAMES),
@@ -54,6 +89,10 @@ ENUMS = {
     "backbone": list(BACKBONES),
     "freeze_after": list(FREEZE_POINTS),
     "jit_compile": ["auto", "true", "false"],
+    "distribution": list(DISTRIBUTIONS),
+    "da": ["none", "dann", "tsai"],
+    "da_schedule": ["constant", "ramp"],
+    "disc_optimizer": ["sgd", "adam"],
 }
 # Short CLI names for a few fields.
 ALIASES = {"anchor_task": "anchor", "main_task": "main"}

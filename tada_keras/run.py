@@ -27,6 +27,7 @@ import numpy as np
 from tada_keras import conventions as C
 from tada_keras import metrics as M
 from tada_keras.methods import METHOD_NAMES, LossWeights, get_method
+from tada_keras.training import distribute
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.callbacks import ResumableCheckpoint
 from tada_keras.training.phases import balance_loss_weights, configure_phase
@@ -70,8 +71,25 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = False
     jit_compile: str = "auto"
+    distribution: str = "none"  # data parallelism (tada_keras.training.distribute)
     eval_batch_size: int = 8
     num_figures: int = 4
+    # Unsupervised domain adaptation (tada_keras.adaptation; docs/domain_adaptation.md).
+    da: str = "none"
+    da_levels: str = "auto"
+    da_weight: float | None = None
+    da_schedule: str = "constant"
+    da_gamma: float = 10.0
+    da_warmup_steps: int = 0
+    da_face_mask: bool = False
+    disc_optimizer: str = "sgd"
+    disc_learning_rate: float | None = None
+    disc_layers: int = 5
+    disc_filters: int = 64
+    disc_batchnorm: bool = False
+    disc_noise: float = 0.0
+    disc_label_noise: float = 0.0
+    monitor_every: int = 10
 
     def phase_steps(self, method) -> dict[str, int]:
         if len(method.phases) == 1:
@@ -126,6 +144,10 @@ def validate(cfg: RunConfig) -> None:
                              f"{n} steps of phase {name!r}")
     if cfg.jit_compile not in ("auto", "true", "false"):
         raise ValueError(f"--jit_compile={cfg.jit_compile!r}: expected auto, true or false")
+    distribute.validate_distribution(cfg.distribution)
+    if cfg.distribution != "none" and getattr(cfg, "da", "none") != "none":
+        raise ValueError(f"--distribution={cfg.distribution} with --da: the adversarial "
+                         "step is not data-parallel yet; use --distribution=none")
     if cfg.eval_scale is not None and not 0 < cfg.eval_scale <= 4:
         raise ValueError(f"--eval_scale={cfg.eval_scale}: expected a factor in (0, 4]")
     if cfg.eval_scale and cfg.eval_input_size:
@@ -136,6 +158,18 @@ def validate(cfg: RunConfig) -> None:
             raise ValueError(f"--{flag}: directory not found: {path}")
     if cfg.init_from and not os.path.isfile(cfg.init_from):
         raise ValueError(f"--init_from: file not found: {cfg.init_from}")
+    from tada_keras.adaptation.config import check_config
+
+    check_config(cfg, method)
+
+
+def _optimizer(cfg, model):
+    network = keras.optimizers.Adam(cfg.learning_rate)
+    if getattr(model, "adaptation", None) is None:
+        return network
+    from tada_keras.adaptation.config import make_optimizer
+
+    return make_optimizer(cfg, model, network)  # + the discriminators' optimizer
 
 
 def _jit(cfg):
@@ -198,17 +232,36 @@ def phase_dataset(cfg, spec, phase, skip_batches=0):
     ds = mixed_train_dataset(source, target, spec, cfg.batch_source, cfg.batch_target,
                              use_target_main=w.target_main > 0, use_anchor=w.uses_anchor,
                              use_target_anchor=w.target_anchor > 0, seed=cfg.seed)
-    return ds.skip(skip_batches) if skip_batches else ds
+    return distribute.shard_for_workers(ds.skip(skip_batches) if skip_batches else ds)
 
 
 def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
-    """Trains (resuming where a previous run stopped), evaluates, writes outputs."""
+    """Trains (resuming where a previous run stopped), evaluates, writes outputs.
+
+    With ``--distribution`` the model is built, compiled (every phase) and trained inside
+    the data-parallel scope; non-chief workers write under ``model_dir/workers/<id>``.
+    """
     validate(cfg)
+    with distribute.distribution_scope(cfg.distribution) as replicas:
+        batch = cfg.batch_source + cfg.batch_target
+        if batch % replicas:
+            raise ValueError(f"--batch_source + --batch_target = {batch} must be divisible "
+                             f"by the {replicas} replicas of --distribution="
+                             f"{cfg.distribution}")
+        if not distribute.is_chief():
+            cfg = dataclasses.replace(cfg, model_dir=os.path.join(
+                cfg.model_dir, "workers", distribute.worker_id()))
+        return _train_run(cfg, log, verbose)
+
+
+def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
+    """``train_run`` inside the distribution scope (``cfg`` already validated)."""
     os.makedirs(cfg.model_dir, exist_ok=True)
     config_path = os.path.join(cfg.model_dir, "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
-            previous = json.load(f)
+            # Settings added to RunConfig after that run started take their defaults.
+            previous = {**dataclasses.asdict(RunConfig()), **json.load(f)}
         if previous != dataclasses.asdict(cfg):
             diff = sorted(k for k in previous if previous[k] != dataclasses.asdict(cfg).get(k))
             raise ValueError(f"--model_dir={cfg.model_dir} holds a run with other settings "
@@ -220,6 +273,10 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     model = build_run_model(cfg)
     if cfg.init_from:
         model.load_weights(cfg.init_from)
+    if cfg.da != "none":  # discriminators become part of the weights and checkpoints
+        from tada_keras.adaptation import config as da_config
+
+        da_config.attach(model, cfg)
     spec = data_spec(cfg, model)
     steps = cfg.phase_steps(method)
     timings = {}
@@ -253,8 +310,7 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
                 x, y = next(iter(phase_dataset(cfg, spec, phase)))
                 weights = balance_loss_weights(model, x, y, phase.weights)
                 _atomic_write_json(weights_path, weights.as_dict())
-        configure_phase(model, phase, keras.optimizers.Adam(cfg.learning_rate), weights,
-                        _jit(cfg))
+        configure_phase(model, phase, _optimizer(cfg, model), weights, _jit(cfg))
         epochs = steps[phase.name] // cfg.steps_per_epoch
         start_epoch = checkpoint.restore(model)
         log(f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
@@ -269,10 +325,14 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
             keras.callbacks.TensorBoard(os.path.join(cfg.model_dir, "logs", phase.name)),
             keras.callbacks.CSVLogger(os.path.join(phase_dir, "history.csv"), append=True),
         ]
+        if cfg.da != "none":
+            first = sum(steps[p.name] for p in method.phases[:method.phases.index(phase)])
+            callbacks.append(da_config.monitor(cfg, phase.name, first, log))
         t0 = time.time()
-        history = model.fit(dataset, epochs=epochs, steps_per_epoch=cfg.steps_per_epoch,
-                            callbacks=callbacks, verbose=verbose,
-                            shuffle=False, initial_epoch=start_epoch)
+        with distribute.synchronized_batchnorm(model):
+            history = model.fit(dataset, epochs=epochs, steps_per_epoch=cfg.steps_per_epoch,
+                                callbacks=callbacks, verbose=verbose,
+                                shuffle=False, initial_epoch=start_epoch)
         timings[phase.name] = time.time() - t0
         tmp = final + ".tmp.weights.h5"
         model.save_weights(tmp)
@@ -288,6 +348,9 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     results = evaluate_model(model, cfg, spec, log=log)
     results["timings_s"] = timings
     results["method"] = method.name
+    if cfg.da != "none":
+        results["discriminator"] = da_config.finish(model, cfg, log)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=_jit(cfg))
     tmp = os.path.join(cfg.model_dir, "model.tmp.keras")
     model.save(tmp)
     os.replace(tmp, os.path.join(cfg.model_dir, "model.keras"))

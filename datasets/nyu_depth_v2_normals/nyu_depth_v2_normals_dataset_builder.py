@@ -16,8 +16,8 @@ from etils import epath
 
 from tada_keras import conventions as C
 
-from . import conversions
 from ..common.normals_feature import UnitNormals
+from . import conversions
 
 MAT_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"

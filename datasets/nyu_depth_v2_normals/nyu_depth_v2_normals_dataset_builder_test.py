@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ..common.normals_feature import UnitNormals
 from . import conversions, make_dummy_data
 from . import nyu_depth_v2_normals_dataset_builder as builder_lib
-from ..common.normals_feature import UnitNormals
 
 DUMMY = builder_lib.Builder.code_path.parent / "dummy_data"
 SPLITS = {"train": 3, "validation": 1, "test": 2}

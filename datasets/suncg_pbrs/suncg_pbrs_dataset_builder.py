@@ -16,8 +16,8 @@ from etils import epath
 
 from tada_keras import conventions as C
 
-from . import conversions
 from ..common.normals_feature import UnitNormals
+from . import conversions
 
 GOODLIST = "data_goodlist_v2.txt"
 IMAGE_PATH = "mlt_v2/{house}/{view}_mlt.png"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ..common.normals_feature import UnitNormals
 from . import conversions, make_dummy_data
 from . import suncg_pbrs_dataset_builder as builder_lib
-from ..common.normals_feature import UnitNormals
 
 DUMMY = builder_lib.Builder.code_path.parent / "dummy_data"
 SPLITS = {"train": 4, "validation": 2, "test": 1}

@@ -18,6 +18,9 @@ from tada_keras.models.backbones import build_backbone
 
 FREEZE_POINTS = ("up-1", "up-2", "up-3")
 _NUM_STAGES = 3
+# Feature levels in the paper's words (Table 5): the last two ResNet stages and the
+# decoder's up-sampling stages. ``build_feature_model`` taps them.
+FEATURE_LEVELS = ("layer-3", "layer-4", "up-1", "up-2", "up-3")
 
 
 def _up_stage(top, lateral, stage, channels):
@@ -88,3 +91,48 @@ def build_tada_graph(tasks, backbone="resnet50", backbone_weights=None, decoder_
 
     # === Functional Model ===
     return image, head(encoder(image))
+
+
+def _level_tensor(submodel, level):
+    """The symbolic tensor of ``level`` inside ``submodel``'s graph, or None."""
+    names = {layer.name for layer in submodel.layers}
+    if level in ("layer-3", "layer-4"):
+        # C4 feeds the first stage's lateral, C5 the top lateral (see build_tada_graph);
+        # the backbone's own `.output` belongs to its inner graph, not this one.
+        consumer = "up1_lateral" if level == "layer-3" else "top_lateral"
+        return submodel.get_layer(consumer).input if consumer in names else None
+    name = f"up{level.split('-')[1]}_out"
+    return submodel.get_layer(name).output if name in names else None
+
+
+def build_feature_model(encoder: keras.Model, head: keras.Model,
+                        levels=FEATURE_LEVELS) -> keras.Model:
+    """A model sharing every layer with ``head(encoder(image))`` that also returns
+    intermediate features: ``image -> {"outputs": outputs dict, "features": {level: x}}``.
+
+    It reuses the layers (and thus the weights, trainability and BatchNorm behaviour) of
+    the encoder/head split, which it leaves untouched, so the network it computes is the
+    TADA network itself, with extra outputs for feature-level domain adaptation.
+
+    Args:
+        encoder / head: the sub-models of a TADA network.
+        levels: names from ``FEATURE_LEVELS``.
+    """
+    unknown = [lv for lv in levels if lv not in FEATURE_LEVELS]
+    if unknown:
+        raise ValueError(f"Unknown feature level(s) {unknown}; expected {list(FEATURE_LEVELS)}")
+    enc_taps, head_taps = {}, {}
+    for level in levels:
+        tensor = _level_tensor(encoder, level)
+        if tensor is not None:
+            enc_taps[level] = tensor
+        else:
+            head_taps[level] = _level_tensor(head, level)
+    enc = keras.Model(encoder.inputs, [list(encoder.outputs), enc_taps],
+                      name="encoder_features")
+    dec = keras.Model(head.inputs, [head.output, head_taps], name="head_features")
+    image = keras.Input(encoder.inputs[0].shape[1:], name="image")
+    encoded, features = enc(image)
+    outputs, more = dec(encoded)
+    return keras.Model(image, {"outputs": outputs, "features": {**features, **more}},
+                       name="tada_features")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import keras
 from keras import ops
 
@@ -9,6 +11,7 @@ from tada_keras import conventions as C
 from tada_keras.methods import LOSS_GROUPS, LossWeights
 from tada_keras.models import build_tada_graph
 from tada_keras.tasks import get_task
+from tada_keras.training import distribute
 
 
 @keras.saving.register_keras_serializable(package="tada_keras")
@@ -66,6 +69,10 @@ class TadaModel(keras.Model):
         self.anchor = anchor
         self.loss_weights_map = LossWeights(source_main=1.0).as_dict()
         self.group_trackers = {g: keras.metrics.Mean(name=g) for g in LOSS_GROUPS}
+        # Unsupervised DA (tada_keras.adaptation): discriminators attached for training.
+        self.adaptation = None
+        # Not a list/dict/Layer: Keras saving must not walk the cached feature model.
+        self._feature_cache = types.SimpleNamespace(levels=None, model=None)
 
     @property
     def metrics(self):
@@ -135,12 +142,87 @@ class TadaModel(keras.Model):
             total = total + self.loss_weights_map[group] * value
         return total, losses
 
+    # --- Unsupervised domain adaptation (tada_keras.adaptation) -------------------------
+
+    def attach_adaptation(self, adaptation) -> None:
+        """Attaches a ``DomainAdversarial`` layer: its discriminators become part of the
+        model's weights (checkpoints, ``save_weights``) and ``fit`` trains them with the
+        adversarial train step. Compile afterwards with an ``AdversarialOptimizer``."""
+        if self.adaptation is not None:
+            self.detach_adaptation()
+        self.adaptation = adaptation
+        self.train_function = None
+
+    def detach_adaptation(self) -> None:
+        """Removes the discriminators (e.g. before saving the final network)."""
+        if self.adaptation is None:
+            return
+        # Functional models allow attaching layers after build; detaching has no public
+        # API, so untrack it the way Keras untracks a deleted variable.
+        self._tracker.untrack(self.adaptation)
+        self.adaptation = None
+        self.train_function = None
+
+    def feature_model(self, levels) -> keras.Model:
+        """``image -> {"outputs", "features"}`` sharing this model's layers (cached)."""
+        from tada_keras.models import build_feature_model
+
+        levels = tuple(levels)
+        cache = self._feature_cache
+        if cache.levels != levels:
+            cache.model = build_feature_model(self.encoder, self.head, levels)
+            cache.levels = levels
+        return cache.model
+
+    def adversarial_objective(self, x, y, training=True):
+        """Forward pass with the attached adaptation.
+
+        Returns ``(objective, terms)``: ``objective`` is the scalar to differentiate with
+        respect to all trainable variables; ``terms`` holds the network's loss value
+        (task + λ · adversarial), the loss groups and the adaptation's monitor values.
+        """
+        from tada_keras.adaptation.adversarial import OUTPUT_LEVEL
+
+        levels = [lv for lv in self.adaptation.levels if lv != OUTPUT_LEVEL]
+        out = self.feature_model(levels)(x, training=training)
+        task, groups = self.weighted_loss(y, out["outputs"])
+        terms = self.adaptation.objective(out["features"], out["outputs"], y, training)
+        for extra in self.losses:  # regularisers, if any
+            task = task + ops.cast(extra, "float32")
+        return task + terms["objective"], dict(terms, groups=groups,
+                                               loss=task + terms["network_loss"])
+
+    def adversarial_logs(self, terms) -> dict:
+        """Updates the trackers from ``adversarial_objective``'s terms; returns the logs.
+
+        The adaptation keys hold this step's raw values (the discriminator monitor reads
+        them per step); at the end of an epoch Keras logs the trackers' epoch means.
+        """
+        if getattr(self, "_loss_tracker", None) is not None:
+            self._loss_tracker.update_state(terms["loss"])
+        for group, value in terms["groups"].items():
+            self.group_trackers[group].update_state(value)
+        raw = self.adaptation.update_metrics(terms)
+        logs = self.get_metrics_result()
+        logs.update(raw)
+        return logs
+
+    def train_step(self, *args):
+        if self.adaptation is None:
+            return super().train_step(*args)
+        from tada_keras.training.backend import adversarial_train_step
+
+        return adversarial_train_step(self, *args)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total, losses = self.weighted_loss(y, y_pred)
+        # Under a TensorFlow strategy each replica holds its share of a group's loss
+        # (see pooled_mean); the trackers average over replicas, so log share x replicas.
+        replicas = distribute.num_replicas()
         for group, value in losses.items():
-            self.group_trackers[group].update_state(value)
-        for extra in self.losses:  # regularisers, if any
-            total = total + ops.cast(extra, "float32")
+            self.group_trackers[group].update_state(value * replicas)
+        for extra in self.losses:  # regularisers, if any (every replica adds its share)
+            total = total + ops.cast(extra, "float32") / replicas
         return total
 
     def get_config(self):
@@ -170,12 +252,14 @@ def pooled_mean(loss, weight, selected):
 
     ``loss`` and ``weight`` have shape (B, ...), ``selected`` (B,). Elements with zero
     weight contribute exactly zero (their loss values are replaced, so NaNs cannot leak).
+    In a data-parallel TensorFlow step the denominator is the sum over all replicas, so
+    each replica returns its share and the shares add up to the global batch's mean.
     """
     loss = ops.cast(loss, "float32")
     shape = (-1,) + (1,) * (len(loss.shape) - 1)
     w = ops.cast(weight, "float32") * ops.reshape(selected, shape)
     loss = ops.where(w > 0, loss, ops.zeros_like(loss))
-    return ops.sum(loss * w) / ops.maximum(ops.sum(w), 1.0)
+    return ops.sum(loss * w) / ops.maximum(distribute.cross_replica_sum(ops.sum(w)), 1.0)
 
 
 def build_model(main_task="normals", anchor_task="segmentation", **kwargs) -> TadaModel:
