@@ -19,7 +19,8 @@ HELP = {
     "source_dataset": "TFDS name[/config] of the source (synthetic) dataset.",
     "target_dataset": "TFDS name[/config] of the target (real) dataset.",
     "data_dir": "TFDS data_dir (default: ~/tensorflow_datasets).",
-    "backbone": "resnet50 is the paper's; resnet18/tiny are for CPUs and tests.",
+    "backbone": "resnet50 is the paper's; resnet18 and resnet10s (the demo's) are for "
+                "CPUs, tiny for tests.",
     "backbone_weights": "None, 'imagenet' (needs the internet) or a weights file.",
     "freeze_after": "HeadFreeze: the head starts after this up-sampling stage (paper: up-2).",
     "image_size": "Resize images (square) before cropping; default keeps them.",

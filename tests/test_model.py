@@ -69,6 +69,22 @@ def test_resnet50_parameter_count():
     assert tuple(out["segmentation"].shape) == (1, 32, 32, 41)
 
 
+@pytest.mark.parametrize("name,widths,convs", [("resnet18", (64, 128, 256, 512), 1 + 4 * 2 * 2),
+                                               ("resnet10s", (32, 64, 128, 256), 1 + 4 * 2)])
+def test_basic_block_resnets(name, widths, convs):
+    from tada_keras.models import build_backbone
+
+    backbone = build_backbone(name, input_shape=(64, 64, 3))
+    features = backbone(np.zeros((1, 64, 64, 3), "float32"))
+    # C2..C5 at strides 4, 8, 16, 32 with the stage widths.
+    assert [tuple(f.shape) for f in features] == [
+        (1, 64 // s, 64 // s, w) for s, w in zip((4, 8, 16, 32), widths)]
+    # Stem + two 3x3 convolutions per basic block (1x1 shortcuts not counted).
+    n3 = sum(1 for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)
+             and layer.kernel_size != (1, 1))
+    assert n3 == convs
+
+
 def test_imagenet_offline_fails_with_clear_message(monkeypatch):
     import keras.src.utils.file_utils as file_utils
 

@@ -101,8 +101,8 @@ class PoseDistribution:
 # The label-distribution shift: a level synthetic camera versus a hand-held one that looks
 # down and rolls. Field of view (intrinsics) is part of the appearance shift, so `matched`
 # configs keep the source's own field of view.
-SOURCE_POSE = PoseDistribution((3.0, 18.0), 1.5, 4.0, (1.3, 1.7), (60.0, 60.0))
-TARGET_POSE = PoseDistribution((10.0, 32.0), 6.0, 15.0, (1.1, 1.7), (48.0, 58.0))
+SOURCE_POSE = PoseDistribution((0.0, 24.0), 2.5, 6.0, (1.3, 1.7), (60.0, 60.0))
+TARGET_POSE = PoseDistribution((10.0, 34.0), 6.0, 15.0, (1.1, 1.7), (48.0, 58.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,6 +438,102 @@ def _sample_relief(rng, kind: str, top: float | None = None) -> dict | None:
     raise ValueError(kind)
 
 
+# --- Architecture ------------------------------------------------------------------------
+# Inward normal and the bound index into the room array of each wall (-x, +x, -z, +z).
+_WALLS = (
+    (np.array([1.0, 0.0, 0.0]), 0),
+    (np.array([-1.0, 0.0, 0.0]), 1),
+    (np.array([0.0, 0.0, 1.0]), 2),
+    (np.array([0.0, 0.0, -1.0]), 3),
+)
+# Per-room probability of each architectural element (both domains).
+ARCHITECTURE_P = {"pilasters": 0.6, "corner": 0.5, "platform": 0.45, "beams": 0.35, "slope": 0.3}
+
+
+def _against_wall(room, wall: int, along: float, width: float, depth: float, y0: float,
+                  y1: float, label: int, material: int) -> Part:
+    """Axis-aligned box on the inside of ``wall``, ``depth`` into the room (it also reaches
+    5 cm into the wall, so no gap shows)."""
+    inward, bound = _WALLS[wall]
+    axis = 0 if wall < 2 else 2
+    centre = np.zeros(3)
+    centre[axis] = room[bound] + inward[axis] * (depth - 0.05) / 2
+    centre[2 - axis] = along
+    centre[1] = (y0 + y1) / 2
+    half = np.zeros(3)
+    half[axis], half[2 - axis], half[1] = (depth + 0.05) / 2, width / 2, (y1 - y0) / 2
+    return box_part(centre, half, np.eye(3), label, material)
+
+
+def _inside(part: Part, point: np.ndarray, margin: float = 0.0) -> bool:
+    """Whether ``point`` lies inside a convex part grown by ``margin``."""
+    return bool((part.normals @ point <= part.offsets + margin).all())
+
+
+def _architecture_parts(rng, room: np.ndarray, camera) -> list[Part]:
+    """Pilasters, cut corners, raised platforms with steps, ceiling beams and attic slopes.
+
+    They carry the room's labels and materials (wall, floor, ceiling): real rooms' layout
+    classes are not one plane each, and without them "segmentation -> class-mean normal"
+    would recover most of the floor, wall and ceiling normals from the anchor alone.
+    """
+    x0, x1, z0, z1, h = room
+    parts: list[Part] = []
+    span = lambda wall: (z0, z1) if wall < 2 else (x0, x1)  # noqa: E731
+    if rng.random() < ARCHITECTURE_P["pilasters"]:  # pilasters and chimney breasts
+        for _ in range(int(rng.integers(1, 4))):
+            wall = int(rng.integers(4))
+            lo, hi = span(wall)
+            width = rng.uniform(0.25, 1.2)
+            along = rng.uniform(lo + width / 2, hi - width / 2)
+            parts.append(_against_wall(room, wall, along, width, rng.uniform(0.12, 0.45), 0.0,
+                                       h + 0.05, WALL, 1))
+    if rng.random() < ARCHITECTURE_P["corner"]:  # a corner cut by a slanted wall
+        cx, cz = room[int(rng.integers(2))], room[2 + int(rng.integers(2))]
+        a = rng.uniform(0.35, 0.9)
+        yaw = np.pi / 4 + np.radians(rng.uniform(-15, 15))
+        parts.append(box_part([cx, h / 2, cz], [a, h / 2 + 0.05, a], rot_y(yaw), WALL, 1))
+    if rng.random() < ARCHITECTURE_P["platform"]:  # a raised floor area with a step
+        wall = int(rng.integers(4))
+        lo, hi = span(wall)
+        width = rng.uniform(1.2, min(3.0, hi - lo))
+        along = rng.uniform(lo + width / 2, hi - width / 2)
+        depth, rise = rng.uniform(0.7, 1.5), rng.uniform(0.15, 0.4)
+        parts.append(_against_wall(room, wall, along, width, depth, -0.05, rise, FLOOR, 0))
+        if rng.random() < 0.6:
+            parts.append(_against_wall(room, wall, along, width * rng.uniform(0.4, 1.0),
+                                       depth + rng.uniform(0.25, 0.4), -0.05, rise / 2,
+                                       FLOOR, 0))
+    if rng.random() < ARCHITECTURE_P["beams"]:  # exposed ceiling beams
+        along_x = rng.random() < 0.5
+        n = int(rng.integers(2, 5))
+        drop, thick = rng.uniform(0.15, 0.35), rng.uniform(0.12, 0.3)
+        lo, hi = (z0, z1) if along_x else (x0, x1)
+        for k in range(n):
+            c = lo + (k + 1) * (hi - lo) / (n + 1)
+            centre = [(x0 + x1) / 2, h - drop / 2, c] if along_x else [c, h - drop / 2,
+                                                                       (z0 + z1) / 2]
+            half = ([(x1 - x0) / 2 + 0.05, drop / 2 + 0.02, thick / 2] if along_x else
+                    [thick / 2, drop / 2 + 0.02, (z1 - z0) / 2 + 0.05])
+            parts.append(box_part(centre, half, np.eye(3), CEILING, 2))
+    if rng.random() < ARCHITECTURE_P["slope"]:  # an attic slope along one wall
+        inward, bound = _WALLS[int(rng.integers(4))]
+        drop, run = rng.uniform(0.4, 0.9), rng.uniform(0.8, 1.6)
+        wall_pt = np.array([room[bound], 0.0, room[bound]]) * np.abs(inward)
+        along = np.cross(inward, [0.0, 1.0, 0.0])
+        ext = max(x1 - x0, z1 - z0)
+        up = np.array([0.0, 1.0, 0.0])
+        normals = [drop / run * inward - up, -inward, up, along, -along]
+        points = [wall_pt + (h - drop) * up, wall_pt - 0.05 * inward, (h + 0.05) * up,
+                  wall_pt + ext * along, wall_pt - ext * along]
+        verts = [wall_pt + u * inward + y * up + s * ext * along
+                 for u, y in ((-0.05, h - drop - 0.05), (-0.05, h + 0.05), (run, h + 0.05))
+                 for s in (-1, 1)]
+        parts.append(convex_part(normals, points, verts, np.eye(3), np.zeros(3), CEILING, 2))
+    # Never enclose the camera (it must see the room from inside).
+    return [p for p in parts if not _inside(p, camera.position, margin=0.3)]
+
+
 # --- Scene sampling --------------------------------------------------------------------
 # Base albedo per class (linear RGB); the target re-draws colours around shifted hues.
 _PALETTE = {
@@ -477,21 +573,31 @@ class Scene:
     camera: Camera
 
 
+# Source (synthetic) materials are textured too, like SUNCG-PBRS's, but more often plain,
+# with weaker, smoother patterns and no checkerboards: (kinds, probabilities, contrast).
+TEXTURES = {
+    SOURCE: (("plain", "noise", "stripes"), (0.5, 0.35, 0.15), (0.05, 0.2)),
+    TARGET: (("plain", "noise", "stripes", "checker"), (0.15, 0.45, 0.2, 0.2), (0.15, 0.4)),
+}
+SOURCE_LAMP_P = 0.5  # source rooms with one ceiling lamp besides the sun
+SOURCE_SHADOWS = True  # cast shadows in the source (physically based renders have them)
+
+
 def _sample_material(rng, label: int, domain: str) -> Material:
     base = np.array(_PALETTE[label])
-    if domain == SOURCE:  # plain colours, each object its own around the class colour
+    if domain == SOURCE:  # colours around the class colour, each object its own
         mix = rng.uniform(0.0, 0.5)
         albedo = (1 - mix) * base + mix * rng.uniform(0.1, 0.9, 3) + rng.uniform(-0.06, 0.06, 3)
-        return Material(np.clip(albedo, 0.05, 0.95))
-    # Real-like materials: broader colours (partly unrelated to the class), textured.
-    mix = rng.uniform(0.0, 0.6)
-    albedo = (1 - mix) * base + mix * rng.uniform(0.1, 0.9, 3) + rng.uniform(-0.1, 0.1, 3)
-    kind = rng.choice(["plain", "noise", "stripes", "checker"], p=[0.15, 0.45, 0.2, 0.2])
+    else:  # real-like: broader colours, partly unrelated to the class
+        mix = rng.uniform(0.0, 0.6)
+        albedo = (1 - mix) * base + mix * rng.uniform(0.1, 0.9, 3) + rng.uniform(-0.1, 0.1, 3)
+    kinds, probs, contrast = TEXTURES[domain]
+    kind = rng.choice(kinds, p=probs)
     texture = None
     if kind != "plain":
         texture = {
             "kind": str(kind),
-            "contrast": rng.uniform(0.15, 0.4),
+            "contrast": rng.uniform(*contrast),
             "scale": rng.uniform(0.1, 0.5),
         }
         if kind == "noise":
@@ -714,7 +820,12 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
     mix = OBJECT_MIX[domain]
     probs = np.array([mix[c] for c in OBJECT_CLASSES])
     probs /= probs.sum()
-    parts: list[Part] = []
+    parts: list[Part] = _architecture_parts(rng, room, camera)
+    architecture = list(parts)
+    for i, part in enumerate(architecture):
+        part.instance = -2 - i  # its own shadow-casting group, no keypoint
+    # Furniture keeps clear of what stands on the floor (pilasters, corners, platforms).
+    blocked = [part for part in architecture if part.vertices[:, 1].min() < 0.5]
     keypoints: list[np.ndarray] = []
     footprints: list[tuple[np.ndarray, float]] = []
     cam_xz = camera.position[[0, 2]]
@@ -733,9 +844,9 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
         local = np.concatenate([p.vertices for p in local_parts])
         for _try in range(20):
             yaw = rng.uniform(0, 2 * np.pi)
-            if rng.random() < 0.6:  # in front of the camera: rooms look cluttered
+            if rng.random() < 0.75:  # in front of the camera: rooms look cluttered
                 bearing = cam_bearing + np.radians(rng.uniform(-0.6, 0.6) * camera.fov_deg)
-                xz = cam_xz + rng.uniform(1.0, 4.0) * np.array([np.sin(bearing), np.cos(bearing)])
+                xz = cam_xz + rng.uniform(0.9, 3.0) * np.array([np.sin(bearing), np.cos(bearing)])
             else:
                 xz = np.array([rng.uniform(room[0], room[1]), rng.uniform(room[2], room[3])])
             if label in _AGAINST_WALL and rng.random() < 0.7:
@@ -759,7 +870,10 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
             clear = label == RUG or all(
                 np.linalg.norm(xz - c) > 0.8 * (radius + r) for c, r in footprints
             )
-            if inside and clear_cam and clear:
+            base = np.concatenate([pts, pts.mean(0, keepdims=True)])
+            base[:, 1] = 0.05
+            free = not any(_inside(b, q, margin=0.05) for b in blocked for q in base)
+            if inside and clear_cam and clear and free:
                 obj_parts, kp, _ = _object_parts(
                     np.random.default_rng(shape_seed), label, xz, yaw, mat, height
                 )
@@ -774,14 +888,20 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
     lights: list[dict] = []
     az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(30, 75))
     sun = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+    centre = np.array([(room[0] + room[1]) / 2, height / 2, (room[2] + room[3]) / 2])
     if domain == SOURCE:
+        # A white sun, as a far point light: SUNCG-PBRS is path traced, so its images have
+        # cast shadows too (SOURCE_SHADOWS); a ceiling lamp in some rooms.
         lights.append(
-            {"kind": "directional", "dir": sun, "intensity": np.full(3, rng.uniform(0.55, 0.95))}
+            {"kind": "point", "pos": centre + 50.0 * sun, "falloff": 1e6,
+             "intensity": np.full(3, rng.uniform(0.55, 0.95)), "shadows": SOURCE_SHADOWS}
         )
+        if rng.random() < SOURCE_LAMP_P:
+            lights += _ceiling_lights(rng, room, parts, architecture, 1,
+                                      shadows=SOURCE_SHADOWS)
         ambient = np.full(3, rng.uniform(0.15, 0.4))
     else:
         # Daylight through windows: a far light (so it casts shadows like the lamps).
-        centre = np.array([(room[0] + room[1]) / 2, height / 2, (room[2] + room[3]) / 2])
         tint = rng.uniform(-0.1, 0.1)
         lights.append(
             {
@@ -791,33 +911,44 @@ def sample_scene(rng, domain: str, pose: PoseDistribution, size: int) -> Scene:
                 "intensity": rng.uniform(0.5, 1.0) * np.array([1 - tint, 1.0, 1 + tint]),
             }
         )
-        for _ in range(int(rng.integers(1, 3))):
-            for _try in range(10):
-                pos = np.array(
-                    [
-                        rng.uniform(room[0] + 0.3, room[1] - 0.3),
-                        height - rng.uniform(0.15, 0.6),
-                        rng.uniform(room[2] + 0.3, room[3] - 0.3),
-                    ]
-                )
-                if all(
-                    np.linalg.norm(pos - p.bounding_sphere[0]) > p.bounding_sphere[1] for p in parts
-                ):
-                    warm = rng.uniform(0.0, 0.25)
-                    lights.append(
-                        {
-                            "kind": "point",
-                            "pos": pos,
-                            "falloff": rng.uniform(3.0, 6.0),
-                            "intensity": rng.uniform(0.2, 0.6)
-                            * np.array([1.0, 1.0 - 0.4 * warm, 1.0 - warm]),
-                        }
-                    )
-                    break
+        lights += _ceiling_lights(rng, room, parts, architecture, int(rng.integers(1, 3)))
         ambient = rng.uniform(0.12, 0.3) * np.array([1.0, 1.0, 1.0 + rng.uniform(-0.1, 0.15)])
     return Scene(
         room, parts, materials, wall_relief, floor_relief, keypoints, lights, ambient, camera
     )
+
+
+def _ceiling_lights(rng, room, parts, architecture, count: int, shadows: bool = True):
+    """Up to ``count`` warm-ish point lights below the ceiling, clear of every part."""
+    height = room[4]
+    lights = []
+    for _ in range(count):
+        for _try in range(10):
+            pos = np.array(
+                [
+                    rng.uniform(room[0] + 0.3, room[1] - 0.3),
+                    height - rng.uniform(0.15, 0.6),
+                    rng.uniform(room[2] + 0.3, room[3] - 0.3),
+                ]
+            )
+            if all(
+                np.linalg.norm(pos - p.bounding_sphere[0]) > p.bounding_sphere[1]
+                for p in parts
+                if p.instance >= 0
+            ) and not any(_inside(p, pos, margin=0.1) for p in architecture):
+                warm = rng.uniform(0.0, 0.25)
+                lights.append(
+                    {
+                        "kind": "point",
+                        "pos": pos,
+                        "falloff": rng.uniform(3.0, 6.0),
+                        "intensity": rng.uniform(0.2, 0.6)
+                        * np.array([1.0, 1.0 - 0.4 * warm, 1.0 - warm]),
+                        "shadows": shadows,
+                    }
+                )
+                break
+    return lights
 
 
 # --- Rendering ------------------------------------------------------------------------
@@ -996,7 +1127,7 @@ def render(scene: Scene, camera: Camera, domain: str, rng) -> dict[str, np.ndarr
 
 def _shade(scene, domain, points, shading, geometric, material, rng) -> np.ndarray:
     albedo = np.stack([m.albedo for m in scene.materials])[material]
-    if domain == TARGET:
+    if any(m.texture is not None for m in scene.materials):
         for k in np.unique(material):
             tex = scene.materials[k].texture
             if tex is not None:
@@ -1015,13 +1146,24 @@ def _shade(scene, domain, points, shading, geometric, material, rng) -> np.ndarr
         cos = np.clip(np.einsum("ij,ij->i", flat_n, ldir), 0.0, None)
         lit = cos > 0
         # Offset along the geometric normal so a surface never shadows itself.
-        shadow = _in_shadow(scene, lt["pos"], flat_p + 1e-3 * flat_g, np.flatnonzero(lit))
+        shadow = (
+            _in_shadow(scene, lt["pos"], flat_p + 1e-3 * flat_g, np.flatnonzero(lit))
+            if lt.get("shadows", True)
+            else np.zeros(len(cos), bool)
+        )
         energy = cos * ~shadow / (1.0 + (dist / lt["falloff"]) ** 2)
         light += (energy[:, None] * lt["intensity"]).reshape(light.shape)
     radiance = albedo * light
     if domain == SOURCE:
         return _to_uint8(radiance)
     return _real_camera(radiance, rng)
+
+
+# Sensor model of the target camera: blur sigma (px at 128²), read noise and shot-noise gain
+# (in sRGB units).
+CAMERA_BLUR_PX = (0.4, 1.0)
+CAMERA_READ_NOISE = (0.004, 0.012)
+CAMERA_SHOT_NOISE = 0.008
 
 
 def _real_camera(radiance: np.ndarray, rng) -> np.ndarray:
@@ -1031,10 +1173,10 @@ def _real_camera(radiance: np.ndarray, rng) -> np.ndarray:
     radiance *= rng.uniform(0.7, 1.3) * rng.uniform(0.85, 1.15, 3)
     yy, xx = (np.mgrid[0:s, 0:s] + 0.5) / s - 0.5
     radiance *= (1.0 - rng.uniform(0.2, 0.5) * (xx**2 + yy**2) / 0.5)[..., None]
-    radiance = _gaussian_blur(radiance, rng.uniform(0.4, 1.0))
+    radiance = _gaussian_blur(radiance, rng.uniform(*CAMERA_BLUR_PX))
     srgb = np.clip(radiance, 0.0, 1.0) ** (1 / 2.2)
-    sigma = rng.uniform(0.008, 0.025)
-    srgb = srgb + rng.normal(size=srgb.shape) * (sigma + 0.015 * np.sqrt(srgb))
+    sigma = rng.uniform(*CAMERA_READ_NOISE)
+    srgb = srgb + rng.normal(size=srgb.shape) * (sigma + CAMERA_SHOT_NOISE * np.sqrt(srgb))
     return (np.clip(srgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 

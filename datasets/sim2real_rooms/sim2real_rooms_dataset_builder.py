@@ -89,6 +89,15 @@ MATCHED_CONFIG = make_config(
     "As default, but the source camera pose prior equals the target's (no pose shift).",
     match_pose=True,
 )
+# Anchor-label ablations: as default except the target anchor labels (same images).
+ANCHOR_CONFIGS = [
+    make_config("anchors_25", "As default, but only 25 target_train images carry anchor "
+                "labels.", target_anchor_count=25),
+    make_config("anchors_100", "As default, but only 100 target_train images carry anchor "
+                "labels.", target_anchor_count=100),
+    make_config("clean_anchors", "As default, but the target anchor labels are exact (no "
+                "eroded/jittered boundaries).", noisy_anchor=False),
+]
 TINY_CONFIG = make_config(
     "tiny",
     "32x32, a handful of examples per split, for tests.",
@@ -109,11 +118,17 @@ _ALREADY_REGISTERED = "sim2real_rooms" in getattr(registered, "_DATASET_REGISTRY
 class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGISTERED):
     """Procedural synthetic (source) -> real-like (target) indoor scenes."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Architecture (pilasters, cut corners, platforms, beams, attic slopes) in "
+        "the layout classes; overlapping source/target camera pitch; milder target sensor "
+        "noise.",
+    }
     BUILDER_CONFIGS: ClassVar[list[Sim2RealRoomsConfig]] = [
         DEFAULT_CONFIG,
         MATCHED_CONFIG,
+        *ANCHOR_CONFIGS,
         TINY_CONFIG,
     ]
     DEFAULT_CONFIG_NAME = "default"

@@ -113,6 +113,19 @@ ANCHOR_AMOUNTS = {"anchors_25": 25, "anchors_100": 100}
 CLEAN_ANCHORS = "clean_anchors"
 
 
+def _da_rows() -> tuple[Row, ...]:
+    # Issue 6's report: each DA method alone and on top of HeadFreeze (the DA-method
+    # placeholder of Table 1 would give only one of them).
+    rows = [BASELINE]
+    for base in (BASELINE, HEADFREEZE):
+        rows += [Row(f"{base.key}_{da}", f"{base.label}+DA [{name}]",
+                     base.flags + (f"--da={da}",))
+                 for da, name in (("dann", "DANN"), ("tsai", "Tsai"))]
+        if base is BASELINE:
+            rows.append(HEADFREEZE)
+    return tuple(rows)
+
+
 def _protocol_b_rows() -> tuple[Row, ...]:
     # Protocol (b) of issue 3 §4: one converged MTL(+src) model per seed, then HeadFreeze
     # phase 2 and MTL(+both) fine-tuned from it for the same number of steps: as many as
@@ -166,6 +179,10 @@ TABLES = {t.name: t for t in (
                   _m("mtl_both", "--da=dann", f"--da_levels={lv}"))
               for lv in TABLE5_LEVELS)),
           reference="mtl_both", split_note="target validation"),
+    Table("da", "Unsupervised DA (DANN, Tsai et al.) alone and on top of HeadFreeze",
+          _da_rows()),
+    Table("da_frontal", "Unsupervised DA alone and on top of HeadFreeze, pose-matched "
+          "(\"frontal\") source", _da_rows(), frontal=True),
     Table("freeze_depth", "Ablation: where the frozen head starts (paper: after up-2)",
           (BASELINE, MTL_BOTH) + tuple(
               Row(f"headfreeze_{p}", f"HeadFreeze, head after {p}",

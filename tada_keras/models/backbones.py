@@ -6,7 +6,7 @@ import os
 
 import keras
 
-BACKBONES = ("resnet50", "resnet18", "tiny")
+BACKBONES = ("resnet50", "resnet18", "resnet10s", "tiny")
 
 # keras.applications.ResNet50 layer names of the last block of each stage.
 _RESNET50_FEATURES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
@@ -23,7 +23,8 @@ def build_backbone(name: str, weights=None, input_shape=(None, None, 3)) -> kera
     Args:
         name: one of ``BACKBONES``. ``resnet50`` is keras.applications.ResNet50 (the
             paper's); ``resnet18`` is a basic-block ResNet-18 built from keras layers for
-            CPU work; ``tiny`` is a 4-stage conv net for tests.
+            CPU work; ``resnet10s`` a ResNet-10 (one basic block per stage) at half
+            width, the CPU-sized demo backbone; ``tiny`` is a 4-stage conv net for tests.
         weights: ``None`` (random init), ``"imagenet"`` (resnet50 only; downloads, so it
             needs the internet) or a path to a weights file for that backbone.
     """
@@ -36,7 +37,12 @@ def build_backbone(name: str, weights=None, input_shape=(None, None, 3)) -> kera
             f"backbone_weights='imagenet' exists only for resnet50, not {name!r}.")
     if name == "resnet50":
         return _resnet50(weights, input_shape)
-    model = _resnet18(input_shape) if name == "resnet18" else _tiny(input_shape)
+    if name == "resnet18":
+        model = _resnet(input_shape, (64, 128, 256, 512), 2, "resnet18")
+    elif name == "resnet10s":
+        model = _resnet(input_shape, (32, 64, 128, 256), 1, "resnet10s")
+    else:
+        model = _tiny(input_shape)
     if weights is not None:
         model.load_weights(weights)
     return model
@@ -76,17 +82,18 @@ def _basic_block(x, filters, strides, name):
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def _resnet18(input_shape):
+def _resnet(input_shape, widths, blocks, name):
+    """Basic-block ResNet (He et al. 2016): stem, max-pool, 4 stages of ``blocks``."""
     inputs = keras.Input(input_shape)
-    x = _conv_bn_relu(inputs, 64, 7, 2, "conv1")
+    x = _conv_bn_relu(inputs, widths[0], 7, 2, "conv1")
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
     features = []
-    for stage, filters in enumerate((64, 128, 256, 512), start=2):
-        for block in range(2):
+    for stage, filters in enumerate(widths, start=2):
+        for block in range(blocks):
             strides = 2 if (block == 0 and stage > 2) else 1
             x = _basic_block(x, filters, strides, f"conv{stage}_block{block + 1}")
         features.append(x)
-    return keras.Model(inputs, features, name="resnet18")
+    return keras.Model(inputs, features, name=name)
 
 
 def _tiny(input_shape):
