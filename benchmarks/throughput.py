@@ -1,0 +1,482 @@
+"""Training throughput of the full TADA step per Keras backend vs a plain-PyTorch twin.
+
+    python benchmarks/throughput.py --out=benchmarks/throughput.md           # ~20 min
+    python benchmarks/throughput.py --quick --out=/tmp/throughput_quick.md   # ~4 min, smoke
+
+One command writes the whole Markdown table (issue 8). Every configuration runs in its own
+subprocess, so its peak RSS (``ru_maxrss``) is its own and one crash cannot take the table
+down. Rows:
+
+* ``matmul``: the machine's measured dense matmul rate (TF and torch, fp32 and bf16; the
+  best of the two is the roofline the GFLOP/s columns are divided by);
+* ``keras-<backend>``: ``tada_keras.build_model`` (ResNet50-FPN, decoder 256, normals +
+  41-class segmentation), a mixed batch of ``--batch_source`` source + ``--batch_target``
+  target images, HeadFreeze phase 1 (MTL+src, head trains) then phase 2 (MTL+both, head
+  frozen, recompiled with a new Adam) via ``configure_phase``, jit on/off, fp32 /
+  ``mixed_bfloat16``;
+* ``torch-twin``: the same network and step in plain PyTorch (``torch_twin.py``), eager and
+  ``torch.compile``, fp32 / bf16 autocast; its parameter count and output shapes are
+  asserted equal to the Keras model's;
+* ``tf.data``: ``mixed_train_dataset`` alone (TFDS read + decode, resize, colour shift,
+  label resize, domain mixing) from a prepared TFDS dataset, in images/s.
+
+Throughput is the median over ``--steps`` timed steps after ``--warmup`` steps (the first,
+compiling step is reported separately). The 1-minute load average is recorded before and
+after every row: on a shared machine a load above the core count means other processes
+took CPU time and the row's numbers are pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PHASES = ("phase1", "phase2")
+
+
+# --------------------------------------------------------------------------- configurations
+def configurations(quick: bool, selection: str) -> list[dict]:
+    """The rows of the table, in run order. ``selection``: "default" or "all"."""
+    rows = [{"kind": "matmul"}]
+    keras_rows = [
+        ("tensorflow", False, "float32"), ("tensorflow", False, "mixed_bfloat16"),
+        ("tensorflow", True, "float32"), ("tensorflow", True, "mixed_bfloat16"),
+        ("jax", True, "float32"), ("jax", True, "mixed_bfloat16"),
+        ("torch", False, "float32"), ("torch", False, "mixed_bfloat16"),
+    ]
+    if selection == "all":
+        # Keras-JAX without jit dispatches every op eagerly and Keras-torch with jit runs
+        # torch.compile over the Keras step: both are slow to run / compile here and are
+        # never how one trains, so they run only on request.
+        keras_rows += [("jax", False, "float32"), ("torch", True, "float32")]
+    for backend, jit, policy in keras_rows:
+        rows.append({"kind": "keras", "backend": backend, "jit": jit, "policy": policy})
+    for compiled in (False, True):
+        for policy in ("float32", "mixed_bfloat16"):
+            rows.append({"kind": "twin", "backend": "torch", "jit": compiled,
+                         "policy": policy})
+    rows.append({"kind": "pipeline"})
+    return rows
+
+
+# ------------------------------------------------------------------------------ child runs
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _synthetic_batch(args, layout="nhwc"):
+    """One mixed batch (source first, then target) like ``mixed_train_dataset`` yields."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    b, s, h = args.batch_source + args.batch_target, args.size, args.size // 2
+    x = (rng.random((b, s, s, 3)) * 255).astype("float32")
+    n = rng.normal(size=(b, h, h, 3)).astype("float32")
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    y = {"domain": np.array([0] * args.batch_source + [1] * args.batch_target, "int32"),
+         "normals": n, "normals_mask": rng.random((b, h, h)) > 0.1,
+         "segmentation": rng.integers(0, 41, (b, h, h)).astype("int32")}
+    if layout == "nchw":
+        x = x.transpose(0, 3, 1, 2).copy()
+        y["normals"] = n.transpose(0, 3, 1, 2).copy()
+    return x, y
+
+
+def _time_steps(step, args) -> dict:
+    """Runs one compiling step, ``warmup`` more and ``steps`` timed ones."""
+    import numpy as np
+
+    t = time.perf_counter()
+    step()
+    first = time.perf_counter() - t
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return {"first_s": first, "median_s": float(np.median(times)),
+            "min_s": float(np.min(times)), "times": [round(v, 4) for v in times]}
+
+
+def run_keras(args, spec) -> dict:
+    import keras
+
+    import tada_keras
+    from tada_keras.training.phases import configure_phase
+
+    keras.config.set_dtype_policy(spec["policy"])
+    keras.utils.set_random_seed(0)
+    model = tada_keras.build_model(backbone="resnet50", decoder_channels=256,
+                                   anchor_config={"num_classes": 41})
+    x, y = _synthetic_batch(args)
+    out = {"params_total": int(model.count_params()),
+           "params_head": int(model.head.count_params()),
+           "output_shapes": {k: list(v.shape[1:]) for k, v in
+                             model(x[:1], training=False).items()}}
+    method = tada_keras.get_method("headfreeze")
+    for phase in method.phases:
+        configure_phase(model, phase, keras.optimizers.Adam(1e-4), jit_compile=spec["jit"])
+        out[phase.name] = _time_steps(lambda: model.train_on_batch(x, y), args)
+        out[phase.name]["loss"] = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+    return out
+
+
+def run_twin(args, spec) -> dict:
+    import torch
+    import torch_twin as T
+
+    torch.manual_seed(0)
+    model = T.TadaTwin(256, 41).to(memory_format=torch.channels_last)
+    x, y = _synthetic_batch(args, layout="nchw")
+    images = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    labels = {"domain": torch.from_numpy(y["domain"]).long(),
+              "normals": torch.from_numpy(y["normals"]),
+              "normals_mask": torch.from_numpy(y["normals_mask"]).float(),
+              "segmentation": torch.from_numpy(y["segmentation"]).long()}
+    with torch.no_grad():
+        model.eval()
+        shapes = {k: list(v.permute(0, 2, 3, 1).shape[1:]) for k, v in
+                  model(images[:1]).items()}
+    out = {"params_total": T.count_params(model), "params_head": T.count_params(model.head),
+           "output_shapes": shapes, "torch_threads": torch.get_num_threads()}
+    # Counted before torch.compile sees the model (hooks would force recompiles).
+    flops = {name: T.conv_flops(model, (1, 3, args.size, args.size),
+                                head_trainable=(name == "phase1"))["train"]
+             for name in PHASES}
+    bf16 = spec["policy"] == "mixed_bfloat16"
+    groups = {"phase1": ("source_main", "source_anchor"),
+              "phase2": ("source_main", "source_anchor", "target_anchor")}
+    for name in PHASES:
+        optimizer = T.configure_phase(model, head_trainable=(name == "phase1"))
+        step = T.make_step(model, optimizer, groups[name], bf16)
+        if spec["jit"]:
+            step = torch.compile(step)
+        out[name] = _time_steps(lambda s=step: s(images, labels), args)
+        out[name]["loss"] = float(step(images, labels))
+        out[name]["flops"] = flops[name]
+    return out
+
+
+def run_matmul(args, spec) -> dict:
+    """Best-of-5 square matmul GFLOP/s, per framework and dtype (all cores)."""
+    import tensorflow as tf
+    import torch
+
+    n = 1024 if args.quick else 4096
+    flop = 2.0 * n ** 3
+    out = {"n": n}
+    for name in ("float32", "bfloat16"):
+        a = torch.randn(n, n).to(getattr(torch, name))
+        b = torch.randn(n, n).to(getattr(torch, name))
+        times = []
+        for _ in range(6):
+            t = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - t)
+        out[f"torch_{name}"] = flop / min(times[1:]) / 1e9
+        a, b = (tf.cast(tf.random.normal((n, n)), name) for _ in range(2))
+        matmul = tf.function(tf.linalg.matmul)
+        times = []
+        for _ in range(6):
+            t = time.perf_counter()
+            matmul(a, b).numpy()
+            times.append(time.perf_counter() - t)
+        out[f"tf_{name}"] = flop / min(times[1:]) / 1e9
+    return out
+
+
+def run_pipeline(args, spec) -> dict:
+    """Images/s of the training input pipeline alone (what ``tada_keras.run`` feeds fit)."""
+    import tensorflow as tf
+
+    from tada_keras.data import DataSpec, load_split, mixed_train_dataset
+
+    data_spec = DataSpec(main_task="normals", anchor_task="segmentation",
+                         image_size=args.size)
+    source = load_split(args.dataset, "source_train", args.data_dir, shuffle=True)
+    target = load_split(args.dataset, "target_train", args.data_dir, shuffle=True)
+    ds = mixed_train_dataset(source, target, data_spec, args.batch_source, args.batch_target,
+                             use_target_main=False, use_anchor=True, use_target_anchor=True)
+    it = iter(ds)
+    for _ in range(5):  # shuffle buffers fill, autotune settles
+        next(it)
+    batches = 10 if args.quick else 60
+    t = time.perf_counter()
+    for _ in range(batches):
+        images, _ = next(it)
+    seconds = time.perf_counter() - t
+    images_per_batch = args.batch_source + args.batch_target
+    assert tuple(images.shape) == (images_per_batch, args.size, args.size, 3), images.shape
+    return {"images_per_s": batches * images_per_batch / seconds, "batches": batches,
+            "tf_threads": tf.data.Options().threading.private_threadpool_size or "auto"}
+
+
+def child(args) -> None:
+    spec = json.loads(args.child)
+    load_before = os.getloadavg()[0]
+    t = time.perf_counter()
+    runner = {"keras": run_keras, "twin": run_twin, "matmul": run_matmul,
+              "pipeline": run_pipeline}[spec["kind"]]
+    out = runner(args, spec)
+    out.update(spec=spec, peak_rss_mb=_peak_rss_mb(), wall_s=time.perf_counter() - t,
+               load_before=load_before, load_after=os.getloadavg()[0])
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# ----------------------------------------------------------------------------------- parent
+def _launch(args, spec) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
+        [HERE, ROOT, os.environ.get("PYTHONPATH", "")]))
+    env["KERAS_BACKEND"] = spec.get("backend", "tensorflow")
+    if spec["kind"] == "twin":
+        env["KERAS_BACKEND"] = "torch"
+    passthrough = ["--size", str(args.size), "--batch_source", str(args.batch_source),
+                   "--batch_target", str(args.batch_target), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--dataset", args.dataset,
+                   "--data_dir", args.data_dir or ""] + (["--quick"] if args.quick else [])
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)] + passthrough
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"spec": spec, "error": f"timed out after {args.timeout} s"}
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"spec": spec, "error": " / ".join(tail)[-300:]}
+    return json.loads(line[0][len("RESULT "):])
+
+
+def _label(spec) -> str:
+    if spec["kind"] == "keras":
+        return f"keras-{spec['backend']}"
+    return {"twin": "torch-twin", "matmul": "matmul", "pipeline": "tf.data"}[spec["kind"]]
+
+
+def _mode(spec) -> str:
+    if spec["kind"] == "twin":
+        return "torch.compile" if spec["jit"] else "eager"
+    return ("jit" if spec["jit"] else "no jit") if spec["kind"] == "keras" else ""
+
+
+def check_twin(rows) -> list[str]:
+    """The twin must be the same network: equal parameter counts and output shapes."""
+    reference = next((r for r in rows if r["spec"]["kind"] == "keras" and "error" not in r),
+                     None)
+    problems = []
+    for r in rows:
+        if r["spec"]["kind"] != "twin" or "error" in r or reference is None:
+            continue
+        for key in ("params_total", "params_head", "output_shapes"):
+            if r[key] != reference[key]:
+                problems.append(f"torch twin {key} {r[key]} != Keras {reference[key]}")
+    return problems
+
+
+def render(rows, args, started, command, elapsed) -> str:
+    matmul = next((r for r in rows if r["spec"]["kind"] == "matmul" and "error" not in r),
+                  None)
+    peak = ({p: max(matmul[f"tf_{p}"], matmul[f"torch_{p}"]) for p in ("float32", "bfloat16")}
+            if matmul else None)
+    flops = {}
+    for r in rows:
+        if r["spec"]["kind"] == "twin" and "error" not in r:
+            flops = {p: r[p]["flops"] for p in PHASES}
+    batch = args.batch_source + args.batch_target
+    ref = {}  # (phase) -> images/s of the Keras-TF fp32 no-jit and the twins
+    for r in rows:
+        if "error" in r or r["spec"]["kind"] not in ("keras", "twin"):
+            continue
+        key = (_label(r["spec"]), _mode(r["spec"]), r["spec"]["policy"])
+        ref[key] = {p: batch / r[p]["median_s"] for p in PHASES}
+    eager32 = ref.get(("torch-twin", "eager", "float32"))
+    tf32 = ref.get(("keras-tensorflow", "no jit", "float32"))
+
+    kind = "quick smoke run, not a measurement" if args.quick else "full run"
+    lines = [
+        f"# TADA training throughput ({kind})",
+        "",
+        f"- Step: ResNet50-FPN (decoder 256), normals + 41-class segmentation, batch "
+        f"{args.batch_source} source + {args.batch_target} target at {args.size}x{args.size}, "
+        f"Adam; HeadFreeze phase 1 (MTL+src, head trains) and phase 2 (MTL+both, head frozen, "
+        f"recompiled with a new optimizer). Median of {args.steps} steps after "
+        f"{args.warmup} warm-up steps (the first, compiling step is the `first s` column).",
+        f"- Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"{_mem_gb():.0f} GB RAM, no GPU; Python {platform.python_version()}, "
+        f"{_versions()}.",
+        f"- Command: `{command}` ({elapsed / 60:.1f} min), {started}.",
+        f"- Load average (1/5/15 min) at start: {_fmt_load(args.load_start)}, at end: "
+        f"{_fmt_load(os.getloadavg())}. Each row lists the 1-min load before/after it: "
+        f"above {os.cpu_count()} the machine was shared and that row is pessimistic.",
+    ]
+    if flops:
+        lines.append(f"- Work: {flops['phase1'] / 1e9:.1f} (phase 1) / "
+                     f"{flops['phase2'] / 1e9:.1f} (phase 2) GFLOP per image for the "
+                     "convolutions (forward + input grads + weight grads of trainable "
+                     "layers; BN, activations, loss and Adam excluded), counted on the twin.")
+    if matmul:
+        lines.append(f"- Roofline (best measured {matmul['n']}² matmul): fp32 "
+                     f"{peak['float32']:.0f} GFLOP/s (TF {matmul['tf_float32']:.0f}, torch "
+                     f"{matmul['torch_float32']:.0f}), bf16 {peak['bfloat16']:.0f} GFLOP/s "
+                     f"(TF {matmul['tf_bfloat16']:.0f}, torch {matmul['torch_bfloat16']:.0f}).")
+    problems = check_twin(rows)
+    twin_ok = not problems and any(r["spec"]["kind"] == "twin" and "error" not in r
+                                   for r in rows)
+    lines.append("- Twin check: " + ("parameter count and output shapes equal the Keras "
+                                     "model's." if twin_ok else "; ".join(problems)
+                                     or "not run"))
+    lines += ["", "| run | mode | precision | phase | img/s | s/step | first s | GFLOP/s | "
+                  "% roofline | vs TF fp32 | TF fp32 / this | peak RSS MB | load |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        spec = r["spec"]
+        if spec["kind"] not in ("keras", "twin"):
+            continue
+        label, mode = _label(spec), _mode(spec)
+        precision = "bf16" if spec.get("policy") == "mixed_bfloat16" else "fp32"
+        if "error" in r:
+            lines.append(f"| {label} | {mode} | {precision} | | failed: "
+                         f"{r['error'].replace('|', '/')} | | | | | | | | |")
+            continue
+        for phase in PHASES:
+            p = r[phase]
+            ips = batch / p["median_s"]
+            gflops = flops.get(phase, 0) * ips / 1e9
+            roof = (f"{100 * gflops / peak['bfloat16' if precision == 'bf16' else 'float32']:.0f}"
+                    if peak and flops else "")
+            vs_tf = f"{ips / tf32[phase]:.2f}" if tf32 else ""
+            tf_over = f"{tf32[phase] / ips:.2f}" if tf32 else ""
+            lines.append(
+                f"| {label} | {mode} | {precision} | {phase[-1]} | {ips:.2f} | "
+                f"{p['median_s']:.2f} | {p['first_s']:.0f} | {gflops:.0f} | {roof} | "
+                f"{vs_tf} | {tf_over} | {r['peak_rss_mb']:.0f} | "
+                f"{r['load_before']:.1f}/{r['load_after']:.1f} |")
+    lines += ["", "Other rows:", ""]
+    for r in rows:
+        spec = r["spec"]
+        if spec["kind"] == "pipeline":
+            if "error" in r:
+                lines.append(f"- tf.data input pipeline: failed: {r['error']}")
+                continue
+            best = max((v["phase1"] for v in ref.values()), default=None)
+            ratio = (f"; {r['images_per_s'] / best:.1f}x the fastest trainer row "
+                     f"({best:.2f} img/s)") if best else ""
+            lines.append(
+                f"- tf.data input pipeline (`mixed_train_dataset`, {args.dataset} read + "
+                f"decode, resize to {args.size}², colour shift, label resize, domain mixing): "
+                f"**{r['images_per_s']:.0f} img/s**{ratio}; peak RSS "
+                f"{r['peak_rss_mb']:.0f} MB; load {r['load_before']:.1f}/"
+                f"{r['load_after']:.1f}.")
+        elif spec["kind"] == "matmul" and "error" in r:
+            lines.append(f"- matmul: failed: {r['error']}")
+    if eager32 and tf32:
+        lines.append(f"- Keras-TF fp32 (no jit) / torch twin eager fp32: "
+                     f"phase 1 {tf32['phase1'] / eager32['phase1']:.2f}x, phase 2 "
+                     f"{tf32['phase2'] / eager32['phase2']:.2f}x.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt_load(load) -> str:
+    return "/".join(f"{v:.2f}" for v in load)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    flags = open("/proc/cpuinfo").read()
+                    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16")
+                              if f" {f}" in flags]
+                    return f"{name} ({', '.join(extras)})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    parts = []
+    for name in ("tensorflow", "keras", "jax", "torch"):
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="Markdown file to write.")
+    parser.add_argument("--quick", action="store_true",
+                        help="Smoke run: 64x64, batch 2+2, 2 steps (validates every row).")
+    parser.add_argument("--configs", default="default", choices=("default", "all"),
+                        help="'all' adds Keras-JAX without jit and Keras-torch with jit.")
+    parser.add_argument("--only", default="",
+                        help="Comma-separated row labels to run (e.g. keras-tensorflow,matmul)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch_source", type=int, default=8)
+    parser.add_argument("--batch_target", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--dataset", default="sim2real_rooms/default")
+    parser.add_argument("--data_dir", default=os.path.join(ROOT, ".tfds"))
+    parser.add_argument("--timeout", type=int, default=900, help="Seconds per row.")
+    parser.add_argument("--json", default=None, help="Also write the raw results here.")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.batch_source, args.batch_target = 64, 2, 2
+        args.steps, args.warmup, args.timeout = 2, 0, 600
+    if args.child:
+        args.data_dir = args.data_dir or None
+        child(args)
+        return 0
+    args.load_start = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    command = "python benchmarks/throughput.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]))
+    t0 = time.perf_counter()
+    rows = []
+    only = {s for s in args.only.split(",") if s}
+    for spec in configurations(args.quick, args.configs):
+        if only and _label(spec) not in only:
+            continue
+        result = _launch(args, spec)
+        rows.append(result)
+        brief = {k: v for k, v in result.items() if k not in ("output_shapes",)}
+        print(json.dumps(brief), flush=True)
+    text = render(rows, args, started, command.strip(), time.perf_counter() - t0)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    problems = check_twin(rows)
+    if problems:
+        print("TWIN MISMATCH: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
