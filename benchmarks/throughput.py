@@ -1,7 +1,9 @@
 """Training throughput of the full TADA step per Keras backend vs a plain-PyTorch twin.
 
-    python benchmarks/throughput.py --out=benchmarks/throughput.md           # ~20 min
+    python benchmarks/throughput.py --out=benchmarks/throughput.md           # ~50 min
     python benchmarks/throughput.py --quick --out=/tmp/throughput_quick.md   # ~4 min, smoke
+    python benchmarks/throughput.py --only=keras-tensorflow/nojit/fp32 \
+        --merge=benchmarks/throughput.json --out=benchmarks/throughput.md       # one row again
 
 One command writes the whole Markdown table (issue 8). Every configuration runs in its own
 subprocess, so its peak RSS (``ru_maxrss``) is its own and one crash cannot take the table
@@ -245,16 +247,18 @@ def _launch(args, spec) -> dict:
                    "--warmup", str(args.warmup), "--dataset", args.dataset,
                    "--data_dir", args.data_dir or ""] + (["--quick"] if args.quick else [])
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)] + passthrough
+    measured_at = time.strftime("%Y-%m-%d %H:%M")
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                               timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return {"spec": spec, "error": f"timed out after {args.timeout} s"}
+        return {"spec": spec, "error": f"timed out after {args.timeout} s",
+                "measured_at": measured_at}
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not line:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"spec": spec, "error": " / ".join(tail)[-300:]}
-    return json.loads(line[0][len("RESULT "):])
+        return {"spec": spec, "error": " / ".join(tail)[-300:], "measured_at": measured_at}
+    return dict(json.loads(line[0][len("RESULT "):]), measured_at=measured_at)
 
 
 def _label(spec) -> str:
@@ -269,6 +273,62 @@ def _mode(spec) -> str:
     return ("jit" if spec["jit"] else "no jit") if spec["kind"] == "keras" else ""
 
 
+def _tokens(spec) -> tuple[str, str, str]:
+    """(label, mode token, precision token) that ``--only`` selectors match."""
+    mode = {"no jit": "nojit", "torch.compile": "compile"}.get(_mode(spec), _mode(spec))
+    precision = {"float32": "fp32", "mixed_bfloat16": "bf16"}.get(spec.get("policy", ""), "")
+    return _label(spec), mode, precision
+
+
+def parse_only(text: str) -> list[tuple[str, ...]]:
+    """``--only``: comma-separated ``label[/mode[/precision]]`` selectors."""
+    labels = {"matmul", "tf.data", "torch-twin"} | {
+        f"keras-{b}" for b in ("tensorflow", "jax", "torch")}
+    modes, precisions = {"jit", "nojit", "eager", "compile"}, {"fp32", "bf16"}
+    selectors = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        parts = tuple(item.split("/"))
+        if (len(parts) > 3 or parts[0] not in labels
+                or (len(parts) > 1 and parts[1] not in modes)
+                or (len(parts) > 2 and parts[2] not in precisions)):
+            raise ValueError(
+                f"--only={item!r}: expected label[/mode[/precision]] with label in "
+                f"{sorted(labels)}, mode in {sorted(modes)}, precision in {sorted(precisions)}")
+        selectors.append(parts)
+    return selectors
+
+
+def selected(spec, selectors) -> bool:
+    tokens = _tokens(spec)
+    return not selectors or any(tokens[:len(sel)] == sel for sel in selectors)
+
+
+def merge_rows(previous: list[dict], new: list[dict], order: list[dict]) -> list[dict]:
+    """``previous`` rows with those of the same spec replaced by ``new``, in run order."""
+    by_spec = {json.dumps(r["spec"], sort_keys=True): r for r in previous}
+    by_spec.update({json.dumps(r["spec"], sort_keys=True): r for r in new})
+    keys = [json.dumps(spec, sort_keys=True) for spec in order]
+    rows = [by_spec.pop(k) for k in keys if k in by_spec]
+    return rows + list(by_spec.values())  # rows of configurations not in this selection
+
+
+def load_rows(path: str) -> list[dict]:
+    """Rows from a ``--json`` file, or from the JSON lines a run prints (its log)."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError:
+        rows = [json.loads(ln) for ln in text.splitlines() if ln.startswith('{"')]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "spec" in r
+                                             for r in rows):
+        raise ValueError(f"--merge={path}: expected the rows written by --json (a list) "
+                         "or a run's log (one JSON row per line)")
+    return rows
+
+
 def check_twin(rows) -> list[str]:
     """The twin must be the same network: equal parameter counts and output shapes."""
     reference = next((r for r in rows if r["spec"]["kind"] == "keras" and "error" not in r),
@@ -278,6 +338,8 @@ def check_twin(rows) -> list[str]:
         if r["spec"]["kind"] != "twin" or "error" in r or reference is None:
             continue
         for key in ("params_total", "params_head", "output_shapes"):
+            if key not in r or key not in reference:
+                continue  # a row merged from a log, which omits the output shapes
             if r[key] != reference[key]:
                 problems.append(f"torch twin {key} {r[key]} != Keras {reference[key]}")
     return problems
@@ -314,7 +376,9 @@ def render(rows, args, started, command, elapsed) -> str:
         f"- Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
         f"{_mem_gb():.0f} GB RAM, no GPU; Python {platform.python_version()}, "
         f"{_versions()}.",
-        f"- Command: `{command}` ({elapsed / 60:.1f} min), {started}.",
+        f"- Command: `{command}` ({elapsed / 60:.1f} min), {started}."
+        + (f" Rows not selected by `--only` come from `{args.merge}` (their `measured` "
+           "column says when)." if args.merge else ""),
         f"- Load average (1/5/15 min) at start: {_fmt_load(args.load_start)}, at end: "
         f"{_fmt_load(os.getloadavg())}. Each row lists the 1-min load before/after it: "
         f"above {os.cpu_count()} the machine was shared and that row is pessimistic.",
@@ -336,8 +400,8 @@ def render(rows, args, started, command, elapsed) -> str:
                                      "model's." if twin_ok else "; ".join(problems)
                                      or "not run"))
     lines += ["", "| run | mode | precision | phase | img/s | s/step | first s | GFLOP/s | "
-                  "% roofline | vs TF fp32 | TF fp32 / this | peak RSS MB | load |",
-              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "% roofline | vs TF fp32 | TF fp32 / this | peak RSS MB | load | measured |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         spec = r["spec"]
         if spec["kind"] not in ("keras", "twin"):
@@ -346,7 +410,7 @@ def render(rows, args, started, command, elapsed) -> str:
         precision = "bf16" if spec.get("policy") == "mixed_bfloat16" else "fp32"
         if "error" in r:
             lines.append(f"| {label} | {mode} | {precision} | | failed: "
-                         f"{r['error'].replace('|', '/')} | | | | | | | | |")
+                         f"{r['error'].replace('|', '/')} | | | | | | | | | |")
             continue
         for phase in PHASES:
             p = r[phase]
@@ -360,7 +424,8 @@ def render(rows, args, started, command, elapsed) -> str:
                 f"| {label} | {mode} | {precision} | {phase[-1]} | {ips:.2f} | "
                 f"{p['median_s']:.2f} | {p['first_s']:.0f} | {gflops:.0f} | {roof} | "
                 f"{vs_tf} | {tf_over} | {r['peak_rss_mb']:.0f} | "
-                f"{r['load_before']:.1f}/{r['load_after']:.1f} |")
+                f"{r['load_before']:.1f}/{r['load_after']:.1f} | "
+                f"{r.get('measured_at', '')[-5:]} |")
     lines += ["", "Other rows:", ""]
     for r in rows:
         spec = r["spec"]
@@ -430,7 +495,10 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", default="default", choices=("default", "all"),
                         help="'all' adds Keras-JAX without jit and Keras-torch with jit.")
     parser.add_argument("--only", default="",
-                        help="Comma-separated row labels to run (e.g. keras-tensorflow,matmul)")
+                        help="Comma-separated rows to run, each label[/mode[/precision]]: e.g. "
+                        "matmul,keras-tensorflow/nojit/fp32,torch-twin/eager (labels: "
+                        "matmul, keras-<backend>, torch-twin, tf.data; modes: jit, nojit, "
+                        "eager, compile; precisions: fp32, bf16).")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch_source", type=int, default=8)
     parser.add_argument("--batch_target", type=int, default=8)
@@ -439,9 +507,20 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="sim2real_rooms/default")
     parser.add_argument("--data_dir", default=os.path.join(ROOT, ".tfds"))
     parser.add_argument("--timeout", type=int, default=900, help="Seconds per row.")
-    parser.add_argument("--json", default=None, help="Also write the raw results here.")
+    parser.add_argument("--json", default=None, help="Also write the raw rows here "
+                        "(default: --out with .json).")
+    parser.add_argument("--merge", default=None,
+                        help="Earlier rows (a --json file or a run's log): rows this run "
+                        "measures replace theirs, the others are kept.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.out and not args.json:
+        args.json = os.path.splitext(args.out)[0] + ".json"  # raw rows, for --merge
+    try:
+        selectors = parse_only(args.only)
+        previous = load_rows(args.merge) if args.merge else []
+    except (ValueError, OSError) as e:
+        parser.error(str(e))
     if args.quick:
         args.size, args.batch_source, args.batch_target = 64, 2, 2
         args.steps, args.warmup, args.timeout = 2, 0, 600
@@ -455,14 +534,16 @@ def main(argv=None) -> int:
         a for a in (argv if argv is not None else sys.argv[1:]))
     t0 = time.perf_counter()
     rows = []
-    only = {s for s in args.only.split(",") if s}
-    for spec in configurations(args.quick, args.configs):
-        if only and _label(spec) not in only:
+    order = configurations(args.quick, args.configs)
+    for spec in order:
+        if not selected(spec, selectors):
             continue
         result = _launch(args, spec)
         rows.append(result)
         brief = {k: v for k, v in result.items() if k not in ("output_shapes",)}
         print(json.dumps(brief), flush=True)
+    if previous:
+        rows = merge_rows(previous, rows, order)
     text = render(rows, args, started, command.strip(), time.perf_counter() - t0)
     print(text)
     if args.out:
