@@ -8,7 +8,7 @@ from absl import flags
 
 from tada_keras.methods import METHOD_NAMES
 from tada_keras.models import BACKBONES, FREEZE_POINTS
-from tada_keras.run import RunConfig
+from tada_keras.run import DTYPE_POLICIES, RunConfig
 from tada_keras.training.distribute import DISTRIBUTIONS
 
 HELP = {
@@ -45,7 +45,12 @@ HELP = {
                  "the 'phase 2 from a shared model' protocol.",
     "seed": "Random seed (data order, initialisation).",
     "deterministic": "Enable op determinism (TensorFlow) for bit-reproducible runs.",
-    "jit_compile": "auto, true or false (XLA on TF/JAX).",
+    "jit_compile": "auto, true or false (XLA on TF/JAX). auto is Keras's rule: XLA for "
+                   "JAX, and for TensorFlow only when a GPU/TPU is visible (on CPUs XLA made "
+                   "the TADA step 1.5-1.7x slower, benchmarks/throughput.md).",
+    "dtype_policy": "Keras layer policy: float32, or mixed_bfloat16 (bf16 compute, float32 "
+                    "weights, losses and outputs; ~1.5x faster on CPUs with AMX/AVX512-bf16 "
+                    "and on TPUs/recent GPUs).",
     "distribution": "Data parallelism: none, mirrored (all local GPUs / devices; TF "
                     "MirroredStrategy or JAX keras.distribution.DataParallel) or "
                     "multiworker (several hosts; TF_CONFIG or KERAS_DISTRIBUTION_*). "
@@ -90,6 +95,7 @@ ENUMS = {
     "backbone": list(BACKBONES),
     "freeze_after": list(FREEZE_POINTS),
     "jit_compile": ["auto", "true", "false"],
+    "dtype_policy": list(DTYPE_POLICIES),
     "distribution": list(DISTRIBUTIONS),
     "da": ["none", "dann", "tsai"],
     "da_schedule": ["constant", "ramp"],

@@ -32,6 +32,10 @@ from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.callbacks import ResumableCheckpoint
 from tada_keras.training.phases import balance_loss_weights, configure_phase
 
+# Layer policies of --dtype_policy. mixed_float16 (GPU) would need loss scaling around the
+# DA optimizer and is not offered until it is tested.
+DTYPE_POLICIES = ("float32", "mixed_bfloat16")
+
 
 @dataclasses.dataclass
 class RunConfig:
@@ -71,6 +75,7 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = False
     jit_compile: str = "auto"
+    dtype_policy: str = "float32"
     distribution: str = "none"  # data parallelism (tada_keras.training.distribute)
     eval_batch_size: int = 8
     num_figures: int = 4
@@ -144,6 +149,9 @@ def validate(cfg: RunConfig) -> None:
                              f"{n} steps of phase {name!r}")
     if cfg.jit_compile not in ("auto", "true", "false"):
         raise ValueError(f"--jit_compile={cfg.jit_compile!r}: expected auto, true or false")
+    if cfg.dtype_policy not in DTYPE_POLICIES:
+        raise ValueError(f"--dtype_policy={cfg.dtype_policy!r}: expected one of "
+                         f"{list(DTYPE_POLICIES)}")
     distribute.validate_distribution(cfg.distribution)
     if cfg.distribution != "none" and getattr(cfg, "da", "none") != "none":
         raise ValueError(f"--distribution={cfg.distribution} with --da: the adversarial "
@@ -202,13 +210,21 @@ def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
 
 
 def build_run_model(cfg: RunConfig):
+    """The run's network, its layers built under ``--dtype_policy`` (the global Keras
+    policy is restored afterwards, so nothing else in the process changes)."""
     from tada_keras.training import build_model
 
     main_cfg, anchor_cfg = task_configs(cfg)
-    return build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
-                       main_config=main_cfg, anchor_config=anchor_cfg,
-                       backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
-                       decoder_channels=cfg.decoder_channels, freeze_after=cfg.freeze_after)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(cfg.dtype_policy)
+    try:
+        return build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
+                           main_config=main_cfg, anchor_config=anchor_cfg,
+                           backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
+                           decoder_channels=cfg.decoder_channels,
+                           freeze_after=cfg.freeze_after)
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def data_spec(cfg: RunConfig, model):

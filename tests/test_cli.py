@@ -76,6 +76,7 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     (["--flagfile=/nonexistent/x.flags"], "x.flags"),
     (["--method=mtl_both", "--batch_target=0"], "--batch_target=0 conflicts"),
     (["--crop_size=100"], "--crop_size=100"),
+    (["--dtype_policy=mixed_float16"], "--dtype_policy"),
     (["--steps=5", "--steps_per_epoch=2", "--method=baseline"], "--steps_per_epoch"),
 ])
 def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):

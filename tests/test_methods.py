@@ -101,3 +101,42 @@ def test_method_table_matches_the_paper():
     assert w["oracle"][0]["target_main"] == 1
     hf = tada_keras.get_method("headfreeze").phases
     assert hf[0].head_trainable and not hf[1].head_trainable
+
+
+def test_mixed_bfloat16_trains_in_bf16_with_float32_weights_and_outputs(tiny_model):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = tiny_model()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    convs = [layer for layer in model._flatten_layers()
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    # Every convolution, the task outputs included, computes in bf16 ...
+    assert convs and {layer.compute_dtype for layer in convs} == {"bfloat16"}
+    assert {v.dtype for v in model.weights} == {"float32"}
+    x, y = make_batch(seed=3)
+    out = model(x)
+    # ... and the outputs the losses and users see are float32.
+    assert {keras.backend.standardize_dtype(v.dtype) for v in out.values()} == {"float32"}
+    ds = _dataset(x, y)
+    for phase in tada_keras.get_method("headfreeze").phases:
+        configure_phase(model, phase, keras.optimizers.Adam(3e-3))
+        losses = model.fit(ds, epochs=3, steps_per_epoch=8, verbose=0).history["loss"]
+        assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], (phase.name, losses)
+
+
+def test_dtype_policy_flag_builds_the_run_model_in_bf16_and_restores_the_policy(monkeypatch):
+    from tada_keras import run
+
+    monkeypatch.setattr(run, "task_configs", lambda cfg: ({}, {"num_classes": 5}))
+    before = keras.config.dtype_policy().name
+    cfg = run.RunConfig(model_dir="unused", backbone="tiny", decoder_channels=16,
+                        dtype_policy="mixed_bfloat16")
+    model = run.build_run_model(cfg)
+    assert keras.config.dtype_policy().name == before  # nothing else in the process changes
+    assert model.get_layer("head").get_layer("segmentation").compute_dtype == "bfloat16"
+    plain = run.build_run_model(run.RunConfig(model_dir="unused", backbone="tiny",
+                                              decoder_channels=16))
+    assert plain.get_layer("head").get_layer("segmentation").compute_dtype == "float32"

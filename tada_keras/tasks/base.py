@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 from keras import ops
+
+
+def float32_output(x, name: str):
+    """Casts a task's output to float32 with a parameterless layer named ``<name>_float32``.
+
+    The output convolution itself runs in the layer policy's compute dtype, so under
+    ``mixed_bfloat16`` it uses the CPU's bf16 units like every other convolution; only its
+    result is cast (the usual mixed-precision recipe: float32 at the very end). Under
+    float32 this layer is the identity.
+    """
+    return keras.layers.Activation("linear", dtype="float32", name=f"{name}_float32")(x)
 
 
 class Task:

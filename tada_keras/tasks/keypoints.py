@@ -7,7 +7,7 @@ from keras import ops
 
 from tada_keras import conventions as C
 from tada_keras.tasks import register
-from tada_keras.tasks.base import Task, check_rank
+from tada_keras.tasks.base import Task, check_rank, float32_output
 
 
 @register
@@ -49,9 +49,9 @@ class KeypointsTask(Task):
 
     def build_outputs(self, fine_features, mid_features):
         heatmaps = keras.layers.Conv2DTranspose(
-            self.num_keypoints, 4, strides=2, padding="same", dtype="float32",
-            name="keypoints_heatmap",
+            self.num_keypoints, 4, strides=2, padding="same", name="keypoints_heatmap",
         )(fine_features)
+        heatmaps = float32_output(heatmaps, "keypoints_heatmap")
         x = keras.layers.GlobalAveragePooling2D(name="keypoints_depth_pool")(mid_features)
         x = keras.layers.Dense(256, activation="relu", name="keypoints_depth_fc1")(x)
         depth = keras.layers.Dense(self.num_keypoints, dtype="float32",

@@ -7,7 +7,7 @@ from keras import ops
 
 from tada_keras import conventions as C
 from tada_keras.tasks import register
-from tada_keras.tasks.base import Task, check_rank, finite_mask, resize_to
+from tada_keras.tasks.base import Task, check_rank, finite_mask, float32_output, resize_to
 
 
 def normalize(vectors, epsilon=1e-12):
@@ -30,10 +30,9 @@ class NormalsTask(Task):
     label_keys = (C.NORMALS, C.NORMALS_MASK)
 
     def build_outputs(self, fine_features, mid_features):
-        out = keras.layers.Conv2DTranspose(
-            3, 4, strides=2, padding="same", dtype="float32", name="normals"
-        )(fine_features)
-        return {"normals": out}
+        out = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same",
+                                           name="normals")(fine_features)
+        return {"normals": float32_output(out, "normals")}
 
     def check_labels(self, y, y_pred):
         check_rank(y, C.NORMALS, 4, 3, "(B, H, W, 3)")

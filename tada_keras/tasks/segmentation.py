@@ -7,7 +7,7 @@ from keras import ops
 
 from tada_keras import conventions as C
 from tada_keras.tasks import register
-from tada_keras.tasks.base import Task, resize_to
+from tada_keras.tasks.base import Task, float32_output, resize_to
 
 
 @register
@@ -31,11 +31,9 @@ class SegmentationTask(Task):
         self.ignore_label = int(ignore_label)
 
     def build_outputs(self, fine_features, mid_features):
-        out = keras.layers.Conv2DTranspose(
-            self.num_classes, 4, strides=2, padding="same", dtype="float32",
-            name="segmentation",
-        )(fine_features)
-        return {"segmentation": out}
+        out = keras.layers.Conv2DTranspose(self.num_classes, 4, strides=2, padding="same",
+                                           name="segmentation")(fine_features)
+        return {"segmentation": float32_output(out, "segmentation")}
 
     def check_labels(self, y, y_pred):
         shape = tuple(y[C.SEGMENTATION].shape)
