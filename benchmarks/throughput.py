@@ -425,7 +425,7 @@ def render(rows, args, started, command, elapsed) -> str:
                 f"{p['median_s']:.2f} | {p['first_s']:.0f} | {gflops:.0f} | {roof} | "
                 f"{vs_tf} | {tf_over} | {r['peak_rss_mb']:.0f} | "
                 f"{r['load_before']:.1f}/{r['load_after']:.1f} | "
-                f"{r.get('measured_at', '')[-5:]} |")
+                f"{r.get('measured_at', '')[11:]} |")  # the time, or a time range
     lines += ["", "Other rows:", ""]
     for r in rows:
         spec = r["spec"]
