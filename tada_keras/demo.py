@@ -42,6 +42,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from tada_keras.methods import METHOD_NAMES
     from tada_keras.run import train_run, validate
+    from tada_keras.training.callbacks import TrainingDivergedError
 
     unknown = [m for m in FLAGS.methods if m not in METHOD_NAMES]
     if unknown:
@@ -61,7 +62,14 @@ def main(argv):
     rows = {}
     for name, cfg in configs.items():
         print(f"\n=== {name} ({cfg.steps} steps, backbone {cfg.backbone}) ===", flush=True)
-        rows[name] = train_run(cfg, verbose=2)
+        try:
+            rows[name] = train_run(cfg, verbose=2)
+        except TrainingDivergedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     table = comparison_table(rows)
     minutes = (time.time() - start) / 60
     text = (f"Target test ({base.target_dataset}:{base.target_test_split}), pooled angular "

@@ -12,6 +12,11 @@ Three forms give the same numbers:
   median, which is then within 0.005° of the exact one; thresholds are exact);
 * ``AngularErrorMetric``: the same histogram as a ``keras.metrics.Metric`` for
   ``model.evaluate()``.
+
+**Non-finite predictions** (NaN/inf, e.g. from a diverged network) at a valid ground-truth
+pixel count as the worst error, 180°, in every form, and ``nonfinite_fraction`` reports the
+share of valid pixels they hold: a broken prediction can only make every statistic worse.
+(Dropping them instead would let a model that outputs NaN score better.)
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from keras import ops
 
 THRESHOLDS = {"a11_25": 11.25, "a22_5": 22.5, "a30": 30.0}
 STAT_KEYS = ("mean", "median", "rmse", "a11_25", "a22_5", "a30")
+NONFINITE_KEY = "nonfinite_fraction"
+NONFINITE_ERROR = 180.0  # degrees given to a non-finite prediction at a valid pixel
 BIN_WIDTH = 0.005  # degrees; 11.25, 22.5 and 30 are bin edges
 NUM_BINS = int(round(180.0 / BIN_WIDTH))
 
@@ -50,23 +57,31 @@ def resize_normals(pred, height, width):
     return pred / np.maximum(norm, 1e-12)
 
 
-def angular_errors(pred, gt, mask=None):
+def angular_errors(pred, gt, mask=None, return_nonfinite=False):
     """Per-pixel angular errors (degrees) of the valid pixels, as a flat float64 array.
 
-    A pixel is valid if ``mask`` is set and the ground truth is finite and non-zero.
+    A pixel is valid if ``mask`` is set and the ground truth is finite and non-zero; a
+    non-finite prediction there gets ``NONFINITE_ERROR`` (180°). With
+    ``return_nonfinite``, also returns how many of the errors are such pixels.
     """
     pred, gt, mask = _check_normal_inputs(pred, gt, mask)
-    pred = resize_normals(pred, gt.shape[1], gt.shape[2]).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        pred = resize_normals(pred, gt.shape[1], gt.shape[2]).astype(np.float64)
     gt = gt.astype(np.float64)
     finite = np.all(np.isfinite(gt), axis=-1)
     gt = np.where(finite[..., None], gt, 0.0)
     length = np.linalg.norm(gt, axis=-1)
-    valid = mask & finite & (length > 1e-3) & np.all(np.isfinite(pred), axis=-1)
-    cos = np.sum(pred[valid] * gt[valid], axis=-1) / length[valid]
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    valid = mask & finite & (length > 1e-3)
+    broken = ~np.all(np.isfinite(pred[valid]), axis=-1)
+    safe = np.where(broken[:, None], 0.0, pred[valid])
+    cos = np.sum(safe * gt[valid], axis=-1) / length[valid]
+    errors = np.where(broken, NONFINITE_ERROR, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return (errors, int(broken.sum())) if return_nonfinite else errors
 
 
-def stats_from_errors(errors) -> dict[str, float]:
+def stats_from_errors(errors, nonfinite=0) -> dict[str, float]:
+    """Pooled statistics of ``errors``; ``nonfinite`` of them came from non-finite
+    predictions (see the module docstring)."""
     errors = np.asarray(errors, np.float64)
     if errors.size == 0:
         raise ValueError("No valid pixels: every ground-truth pixel is masked out.")
@@ -74,6 +89,7 @@ def stats_from_errors(errors) -> dict[str, float]:
            "rmse": float(np.sqrt(np.mean(errors ** 2)))}
     for key, threshold in THRESHOLDS.items():
         out[key] = float(np.mean(errors < threshold))
+    out[NONFINITE_KEY] = float(nonfinite / errors.size)
     return out
 
 
@@ -88,14 +104,14 @@ def normal_error_stats(pred, gt, mask=None) -> dict[str, float]:
         ``mean``, ``median``, ``rmse`` in degrees and ``a11_25``, ``a22_5``, ``a30``
         fractions of pixels under the threshold.
     """
-    return stats_from_errors(angular_errors(pred, gt, mask))
+    return stats_from_errors(*angular_errors(pred, gt, mask, return_nonfinite=True))
 
 
 def _bin_index(errors):
     return np.clip(np.floor(errors / BIN_WIDTH), 0, NUM_BINS - 1).astype(np.int64)
 
 
-def _stats_from_histogram(hist, total, sum_err, sum_sq):
+def _stats_from_histogram(hist, total, sum_err, sum_sq, nonfinite):
     if total <= 0:
         raise ValueError("No valid pixels: every ground-truth pixel is masked out.")
     cumulative = np.cumsum(hist)
@@ -108,6 +124,7 @@ def _stats_from_histogram(hist, total, sum_err, sum_sq):
            "rmse": float(np.sqrt(sum_sq / total))}
     for key, threshold in THRESHOLDS.items():
         out[key] = float(cumulative[int(round(threshold / BIN_WIDTH)) - 1] / total)
+    out[NONFINITE_KEY] = nonfinite / total
     return {k: float(v) for k, v in out.items()}
 
 
@@ -122,17 +139,19 @@ class NormalErrorAccumulator:
         self.count = 0
         self.sum_err = 0.0
         self.sum_sq = 0.0
+        self.nonfinite = 0
 
     def update(self, pred, gt, mask=None):
-        errors = angular_errors(pred, gt, mask)
+        errors, nonfinite = angular_errors(pred, gt, mask, return_nonfinite=True)
         self.hist += np.bincount(_bin_index(errors), minlength=NUM_BINS)
         self.count += errors.size
+        self.nonfinite += nonfinite
         self.sum_err += float(errors.sum())
         self.sum_sq += float(np.square(errors).sum())
 
     def result(self) -> dict[str, float]:
         return _stats_from_histogram(self.hist.astype(np.float64), self.count,
-                                     self.sum_err, self.sum_sq)
+                                     self.sum_err, self.sum_sq, self.nonfinite)
 
 
 @keras.saving.register_keras_serializable(package="tada_keras")
@@ -150,6 +169,7 @@ class AngularErrorMetric(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.sum_err = self.add_variable(shape=(), initializer="zeros", name="sum_err")
         self.sum_sq = self.add_variable(shape=(), initializer="zeros", name="sum_sq")
+        self.nonfinite = self.add_variable(shape=(), initializer="zeros", name="nonfinite")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         from tada_keras.tasks.base import resize_to
@@ -161,12 +181,15 @@ class AngularErrorMetric(keras.metrics.Metric):
         cos = ops.clip(ops.sum(pred * gt, axis=-1), -1.0, 1.0)
         errors = ops.reshape(ops.arccos(cos) * (180.0 / np.pi), (-1,))
         weights = ops.reshape(valid, (-1,))
+        broken = ops.logical_not(ops.isfinite(errors))
+        errors = ops.where(broken, NONFINITE_ERROR, errors)
         index = ops.clip(ops.cast(ops.floor(errors / BIN_WIDTH), "int32"), 0, NUM_BINS - 1)
         counts = ops.bincount(index, weights=weights, minlength=NUM_BINS)
         self.hist.assign_add(ops.cast(counts[:NUM_BINS], "float32"))
         self.total.assign_add(ops.sum(weights))
         self.sum_err.assign_add(ops.sum(errors * weights))
         self.sum_sq.assign_add(ops.sum(ops.square(errors) * weights))
+        self.nonfinite.assign_add(ops.sum(ops.cast(broken, "float32") * weights))
 
     def result(self):
         return self.sum_err / ops.maximum(self.total, 1.0)
@@ -176,7 +199,8 @@ class AngularErrorMetric(keras.metrics.Metric):
             np.asarray(ops.convert_to_numpy(self.hist), np.float64),
             float(ops.convert_to_numpy(self.total)),
             float(ops.convert_to_numpy(self.sum_err)),
-            float(ops.convert_to_numpy(self.sum_sq)))
+            float(ops.convert_to_numpy(self.sum_sq)),
+            float(ops.convert_to_numpy(self.nonfinite)))
 
 
 def confusion_matrix(pred_labels, gt_labels, num_classes, ignore_label=0):

@@ -29,7 +29,7 @@ from tada_keras import metrics as M
 from tada_keras.methods import METHOD_NAMES, LossWeights, get_method
 from tada_keras.training import distribute
 from tada_keras.training.backend import set_global_determinism
-from tada_keras.training.callbacks import ResumableCheckpoint
+from tada_keras.training.callbacks import ResumableCheckpoint, StopOnNonFinite
 from tada_keras.training.phases import balance_loss_weights, configure_phase
 
 # Layer policies of --dtype_policy. mixed_float16 (GPU) would need loss scaling around the
@@ -128,9 +128,11 @@ def validate(cfg: RunConfig) -> None:
     if cfg.freeze_after not in FREEZE_POINTS:
         raise ValueError(f"--freeze_after={cfg.freeze_after!r}: expected one of "
                          f"{list(FREEZE_POINTS)}")
-    for name in ("steps", "batch_source", "steps_per_epoch", "eval_batch_size"):
+    for name in ("steps", "batch_source", "steps_per_epoch", "eval_batch_size",
+                 "decoder_channels", "disc_layers", "disc_filters", "monitor_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    _check_numbers(cfg)
     if cfg.batch_target < 0:
         raise ValueError(f"--batch_target must be >= 0, got {cfg.batch_target}")
     for name in ("crop_size", "eval_input_size", "image_size"):
@@ -169,6 +171,35 @@ def validate(cfg: RunConfig) -> None:
     from tada_keras.adaptation.config import check_config
 
     check_config(cfg, method)
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """Real-valued flags: finite and in range (a NaN learning rate trains on NaN)."""
+    import math
+
+    rules = {  # flag: (lowest, highest, lowest allowed?, highest allowed?)
+        "learning_rate": (0.0, math.inf, False, False),
+        "anchor_weight": (0.0, math.inf, True, False),
+        "phase1_fraction": (0.0, 1.0, False, False),
+        "da_weight": (0.0, math.inf, True, False),
+        "da_gamma": (0.0, math.inf, True, False),
+        "disc_learning_rate": (0.0, math.inf, False, False),
+        "disc_noise": (0.0, math.inf, True, False),
+        "disc_label_noise": (0.0, 0.5, True, False),
+    }
+    for name, (low, high, low_ok, high_ok) in rules.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"--{name}={value}: expected a finite number")
+        if value < low or (value == low and not low_ok) or value > high or \
+                (value == high and not high_ok):
+            interval = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise ValueError(f"--{name}={value}: expected a value in {interval}")
+    for name in ("seed", "num_figures", "da_warmup_steps"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
 
 
 def _optimizer(cfg, model):
@@ -337,6 +368,9 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
             f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
             f"steps={steps[phase.name]}")
         callbacks = [
+            StopOnNonFinite(phase.name, hint=(
+                f"Lower --learning_rate (now {cfg.learning_rate:g}) and use a new "
+                "--model_dir.")),
             checkpoint,
             keras.callbacks.TensorBoard(os.path.join(cfg.model_dir, "logs", phase.name)),
             keras.callbacks.CSVLogger(os.path.join(phase_dir, "history.csv"), append=True),
@@ -449,6 +483,9 @@ def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
                 cm = M.confusion_matrix(pred.argmax(-1), gt, model.anchor.num_classes)
                 confusion = cm if confusion is None else confusion + cm
         results[key] = acc.result()
+        if results[key][M.NONFINITE_KEY] > 0:
+            log(f"warning: {key}: {100 * results[key][M.NONFINITE_KEY]:.2f} % of the valid "
+                f"pixels have non-finite predictions; each counts as {M.NONFINITE_ERROR:.0f}°")
         if confusion is not None:
             results[f"{key}_anchor_miou"] = M.mean_iou(confusion)
         log(f"{key}: " + " ".join(f"{k}={v:.4f}" for k, v in results[key].items()))

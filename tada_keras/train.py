@@ -42,7 +42,17 @@ def main(argv):
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    results = train_run(cfg)
+    from tada_keras.training.callbacks import TrainingDivergedError
+
+    try:
+        results = train_run(cfg)
+    except TrainingDivergedError as err:
+        print(flush=True)  # end the progress bar's line
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # settings that only the data or model_dir can refute
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"\n{cfg.method} -> {cfg.model_dir}/metrics.json")
     print(summary_table(results))
     return 0

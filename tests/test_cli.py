@@ -39,7 +39,9 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     assert "target_test" in proc.stdout and "median" in proc.stdout
     with open(os.path.join(model_dir, "metrics.json")) as f:
         metrics = json.load(f)
-    assert set(metrics["target_test"]) == {"mean", "median", "rmse", "a11_25", "a22_5", "a30"}
+    assert set(metrics["target_test"]) == {"mean", "median", "rmse", "a11_25", "a22_5", "a30",
+                                           "nonfinite_fraction"}
+    assert metrics["target_test"]["nonfinite_fraction"] == 0.0
     assert 0 < metrics["target_test"]["mean"] < 180
     for name in ("model.keras", "config.json", "figures/target_test_examples.png",
                  "figures/training_curves.png", "phase_phase1/DONE", "phase_phase2/DONE"):
@@ -78,6 +80,14 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     (["--crop_size=100"], "--crop_size=100"),
     (["--dtype_policy=mixed_float16"], "--dtype_policy"),
     (["--steps=5", "--steps_per_epoch=2", "--method=baseline"], "--steps_per_epoch"),
+    (["--learning_rate=nan"], "--learning_rate=nan: expected a finite number"),
+    (["--learning_rate=inf"], "--learning_rate=inf: expected a finite number"),
+    (["--learning_rate=-1"], "--learning_rate=-1.0: expected a value in (0, inf)"),
+    (["--learning_rate=0"], "--learning_rate=0.0: expected a value in (0, inf)"),
+    (["--anchor_weight=-0.5"], "--anchor_weight=-0.5"),
+    (["--phase1_fraction=1.5"], "--phase1_fraction=1.5: expected a value in (0, 1)"),
+    (["--decoder_channels=0"], "--decoder_channels must be >= 1"),
+    (["--num_figures=-1"], "--num_figures must be >= 0"),
 ])
 def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):
     model_dir = tmp_path / "never"
@@ -85,6 +95,21 @@ def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):
     assert proc.returncode != 0
     assert needle in proc.stderr
     assert not model_dir.exists()
+
+
+def test_diverged_run_stops_with_one_line_and_nothing_marked_done(data_dir, tmp_path):
+    model_dir = tmp_path / "diverged"
+    proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+                 f"--data_dir={data_dir}", "--method=headfreeze", "--learning_rate=1e9"])
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "diverged" in errors[0] and "--learning_rate" in errors[0]
+    assert "Traceback" not in proc.stderr
+    left = {str(p.relative_to(model_dir)) for p in model_dir.rglob("*")}
+    for never in ("phase_phase1/DONE", "phase_phase1/final.weights.h5", "metrics.json",
+                  "model.keras", "phase_phase2"):
+        assert never not in left, left
+    assert not any("backup/ckpt-" in p for p in left)  # no diverged checkpoint either
 
 
 def _wait_for_epoch(model_dir, phase, epoch, proc, timeout=300):

@@ -39,7 +39,8 @@ def _plain(pred, gt, mask):
 def test_matches_plain_numpy_loop():
     pred, gt, mask = _fields()
     got, want = metrics.normal_error_stats(pred, gt, mask), _plain(pred, gt, mask)
-    assert set(got) == set(metrics.STAT_KEYS)
+    assert set(got) == set(metrics.STAT_KEYS) | {metrics.NONFINITE_KEY}
+    assert got[metrics.NONFINITE_KEY] == 0.0
     for k in want:
         assert got[k] == pytest.approx(want[k], abs=1e-4), k  # float32 inputs
 
@@ -90,6 +91,39 @@ def test_keras_metric_matches_one_shot():
     for k in ("mean", "rmse", "a11_25", "a22_5", "a30"):
         assert got[k] == pytest.approx(exact[k], rel=1e-4, abs=1e-5), k
     assert abs(got["median"] - exact["median"]) < 0.01
+
+
+def _forty_five_degrees_with_broken_pixels(bad_value):
+    """GT +z everywhere, predictions 45° off, a quarter of the valid pixels non-finite."""
+    gt = np.zeros((2, 8, 8, 3), "float32")
+    gt[..., 2] = 1.0
+    pred = np.zeros_like(gt)
+    pred[..., 0], pred[..., 2] = 1.0, 1.0
+    pred[:, :4, :4, :] = bad_value
+    mask = np.ones((2, 8, 8), bool)
+    mask[:, 7, :] = False  # masked pixels stay out of the count
+    return pred, gt, mask
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_nonfinite_predictions_count_as_180_degrees_in_every_form(bad_value):
+    pred, gt, mask = _forty_five_degrees_with_broken_pixels(bad_value)
+    fraction = 32 / 112  # 2 x 16 broken of 2 x 56 valid pixels
+    want_mean = (1 - fraction) * 45.0 + fraction * 180.0
+    exact = metrics.normal_error_stats(pred, gt, mask)
+    acc = metrics.NormalErrorAccumulator()
+    acc.update(pred, gt, mask)
+    metric = metrics.AngularErrorMetric()
+    metric.update_state(gt, pred, sample_weight=mask)
+    for got in (exact, acc.result(), metric.all_results()):
+        assert got["mean"] == pytest.approx(want_mean, abs=1e-3)
+        assert got[metrics.NONFINITE_KEY] == pytest.approx(fraction)
+        assert got["a30"] == 0.0 and got["median"] > 44.9
+    assert float(keras.ops.convert_to_numpy(metric.result())) == pytest.approx(want_mean,
+                                                                                abs=1e-3)
+    # All NaN: the worst possible score, never a perfect one.
+    nan = np.full_like(gt, np.nan)
+    assert metrics.normal_error_stats(nan, gt, mask)["mean"] == 180.0
 
 
 def test_bad_shapes_and_empty_masks_are_clear_errors():

@@ -81,7 +81,7 @@ class DataPreset:
 
 DATA = {
     # The embedded benchmark is indoor-like, so its DA default follows the indoor column.
-    "embedded": DataPreset("configs/demo.flags", "tsai",
+    "embedded": DataPreset("configs/demo_scratch.flags", "tsai",
                            ("--source_dataset=sim2real_rooms/matched",)),
     "indoor": DataPreset("configs/indoor.flags", "tsai", None),
     "faces": DataPreset("configs/faces.flags", "dann",

@@ -1,13 +1,58 @@
-"""Callbacks: resumable per-epoch checkpoints (model *and* optimizer state)."""
+"""Callbacks: resumable per-epoch checkpoints (model *and* optimizer state), and the
+divergence guard that keeps a non-finite run from being checkpointed or marked done."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
 import keras
 import numpy as np
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the weights became non-finite; nothing of that epoch was saved."""
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raises ``TrainingDivergedError`` at the first batch whose loss, or the first epoch
+    end whose weights, are non-finite.
+
+    Keras's ``TerminateOnNaN`` only stops ``fit``, after which a caller would save the
+    diverged weights as a finished phase; raising instead stops the whole run. Put it
+    *before* the checkpoint callback, so a diverged epoch never replaces the last good
+    checkpoint.
+
+    Args:
+        phase: the phase name, for the message.
+        hint: what to tell the user (e.g. which flag to change).
+    """
+
+    def __init__(self, phase: str, hint: str = ""):
+        super().__init__()
+        self.phase = phase
+        self.hint = hint
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _fail(self, what):
+        raise TrainingDivergedError(
+            f"phase {self.phase!r} diverged in epoch {self.epoch + 1}: {what}. Nothing of "
+            f"this epoch was saved and the phase is not marked done. {self.hint}".strip())
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._fail(f"the loss is {float(loss)} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for variable in self.model.weights:
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
+                self._fail(f"weight {variable.path} holds non-finite values")
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
