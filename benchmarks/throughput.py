@@ -2,6 +2,9 @@
 
     python benchmarks/throughput.py --out=benchmarks/throughput.md           # ~50 min
     python benchmarks/throughput.py --quick --out=/tmp/throughput_quick.md   # ~4 min, smoke
+    python benchmarks/throughput.py --backbone=efficientnet_lite0 \
+        --only=matmul,keras-tensorflow/nojit,torch-twin/eager \
+        --out=benchmarks/throughput_lite0.md                                  # Lite0 rows
     python benchmarks/throughput.py --only=keras-tensorflow/nojit/fp32 \
         --merge=benchmarks/throughput.json --out=benchmarks/throughput.md       # one row again
 
@@ -11,7 +14,8 @@ down. Rows:
 
 * ``matmul``: the machine's measured dense matmul rate (TF and torch, fp32 and bf16; the
   best of the two is the roofline the GFLOP/s columns are divided by);
-* ``keras-<backend>``: ``tada_keras.build_model`` (ResNet50-FPN, decoder 256, normals +
+* ``keras-<backend>``: ``tada_keras.build_model`` (ResNet50-FPN, decoder 256, or with
+  ``--backbone=efficientnet_lite0`` the demo's pretrained network; normals +
   41-class segmentation), a mixed batch of ``--batch_source`` source + ``--batch_target``
   target images, HeadFreeze phase 1 (MTL+src, head trains) then phase 2 (MTL+both, head
   frozen, recompiled with a new Adam) via ``configure_phase``, jit on/off, fp32 /
@@ -118,7 +122,7 @@ def run_keras(args, spec) -> dict:
 
     keras.config.set_dtype_policy(spec["policy"])
     keras.utils.set_random_seed(0)
-    model = tada_keras.build_model(backbone="resnet50", decoder_channels=256,
+    model = tada_keras.build_model(backbone=args.backbone, decoder_channels=args.decoder_channels,
                                    anchor_config={"num_classes": 41})
     x, y = _synthetic_batch(args)
     out = {"params_total": int(model.count_params()),
@@ -138,7 +142,8 @@ def run_twin(args, spec) -> dict:
     import torch_twin as T
 
     torch.manual_seed(0)
-    model = T.TadaTwin(256, 41).to(memory_format=torch.channels_last)
+    model = T.TadaTwin(args.decoder_channels, 41, args.backbone).to(
+        memory_format=torch.channels_last)
     x, y = _synthetic_batch(args, layout="nchw")
     images = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
     labels = {"domain": torch.from_numpy(y["domain"]).long(),
@@ -242,7 +247,8 @@ def _launch(args, spec) -> dict:
     env["KERAS_BACKEND"] = spec.get("backend", "tensorflow")
     if spec["kind"] == "twin":
         env["KERAS_BACKEND"] = "torch"
-    passthrough = ["--size", str(args.size), "--batch_source", str(args.batch_source),
+    passthrough = ["--backbone", args.backbone, "--decoder_channels", str(args.decoder_channels),
+                   "--size", str(args.size), "--batch_source", str(args.batch_source),
                    "--batch_target", str(args.batch_target), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--dataset", args.dataset,
                    "--data_dir", args.data_dir or ""] + (["--quick"] if args.quick else [])
@@ -368,7 +374,8 @@ def render(rows, args, started, command, elapsed) -> str:
     lines = [
         f"# TADA training throughput ({kind})",
         "",
-        f"- Step: ResNet50-FPN (decoder 256), normals + 41-class segmentation, batch "
+        f"- Step: {'ResNet50' if args.backbone == 'resnet50' else 'EfficientNet-Lite0'}-FPN "
+        f"(decoder {args.decoder_channels}), normals + 41-class segmentation, batch "
         f"{args.batch_source} source + {args.batch_target} target at {args.size}x{args.size}, "
         f"Adam; HeadFreeze phase 1 (MTL+src, head trains) and phase 2 (MTL+both, head frozen, "
         f"recompiled with a new optimizer). Median of {args.steps} steps after "
@@ -499,6 +506,10 @@ def main(argv=None) -> int:
                         "matmul,keras-tensorflow/nojit/fp32,torch-twin/eager (labels: "
                         "matmul, keras-<backend>, torch-twin, tf.data; modes: jit, nojit, "
                         "eager, compile; precisions: fp32, bf16).")
+    parser.add_argument("--backbone", default="resnet50",
+                        choices=("resnet50", "efficientnet_lite0"),
+                        help="The network (both the Keras model and the PyTorch twin).")
+    parser.add_argument("--decoder_channels", type=int, default=256)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch_source", type=int, default=8)
     parser.add_argument("--batch_target", type=int, default=8)

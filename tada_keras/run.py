@@ -118,6 +118,13 @@ def validate(cfg: RunConfig) -> None:
 
     if not cfg.model_dir:
         raise ValueError("--model_dir is required")
+    if os.path.exists(cfg.model_dir) and not os.path.isdir(cfg.model_dir):
+        raise ValueError(f"--model_dir={cfg.model_dir} is a file, not a directory")
+    ancestor = os.path.abspath(cfg.model_dir)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.access(ancestor, os.W_OK):
+        raise ValueError(f"--model_dir={cfg.model_dir}: {ancestor} is not writable")
     if cfg.method not in METHOD_NAMES:
         raise ValueError(f"--method={cfg.method!r}: expected one of {list(METHOD_NAMES)}")
     anchors = [t for t in available_tasks() if t != cfg.main_task]
@@ -222,10 +229,69 @@ def _atomic_write_json(path, data):
     os.replace(tmp, path)
 
 
-def _dataset_info(name, data_dir, manual_dir=None):
+def _dataset_info(name, data_dir, manual_dir=None, flag="source_dataset"):
+    """The dataset's TFDS info (prepared if needed); a bad name is a ValueError naming
+    ``--<flag>``."""
     from tada_keras.data import prepare_builder
 
-    return prepare_builder(name, data_dir, manual_dir).info
+    try:
+        return prepare_builder(name, data_dir, manual_dir).info
+    except ValueError:
+        raise
+    except Exception as err:  # tfds: DatasetNotFoundError, AssertionError (manual dir) ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--{flag}={name}: {first}") from None
+
+
+def _task_feature(task: str) -> str:
+    from tada_keras.tasks import _REGISTRY, available_tasks
+
+    available_tasks()
+    return _REGISTRY[task].label_keys[0]
+
+
+def check_data(cfg: RunConfig, method) -> None:
+    """Every dataset, split and label feature the run will read exists (before anything is
+    written). Raises ValueError naming the flag."""
+    main, anchor = _task_feature(cfg.main_task), _task_feature(cfg.anchor_task)
+    w = [p.weights for p in method.phases]
+    needs = {"source": {main} | ({anchor} if any(x.uses_anchor for x in w) else set()),
+             "target": {main}}  # target test is scored on the main task
+    if any(x.target_anchor > 0 for x in w):
+        needs["target"].add(anchor)
+    sizes = {}
+    for domain in ("source", "target"):
+        name = getattr(cfg, f"{domain}_dataset")
+        info = _dataset_info(name, cfg.data_dir, getattr(cfg, f"{domain}_manual_dir"),
+                             f"{domain}_dataset")
+        roles = ("train", "val") + (("test",) if domain == "target" else ())
+        for role in roles:
+            split = getattr(cfg, f"{domain}_{role}_split")
+            if split not in info.splits:
+                raise ValueError(f"--{domain}_{role}_split={split}: {name} has no such split; "
+                                 f"it has {sorted(info.splits)}")
+        sizes[domain] = tuple(info.features[C.IMAGE].shape[:2])
+        missing = sorted(needs[domain] - set(info.features))
+        if missing:
+            raise ValueError(f"--{domain}_dataset={name} has no {', '.join(missing)} labels, "
+                             f"which --method={cfg.method} with --main_task={cfg.main_task} "
+                             f"and --anchor={cfg.anchor_task} needs (it has "
+                             f"{sorted(info.features)})")
+    known = {d: hw for d, hw in sizes.items() if None not in hw}
+    if cfg.crop_size and not cfg.image_size:
+        for domain, hw in known.items():
+            if cfg.crop_size > min(hw):
+                raise ValueError(f"--crop_size={cfg.crop_size} is larger than the "
+                                 f"{hw[0]}x{hw[1]} images of --{domain}_dataset; use a "
+                                 "smaller crop or --image_size")
+    if cfg.image_size and cfg.crop_size and cfg.crop_size > cfg.image_size:
+        raise ValueError(f"--crop_size={cfg.crop_size} is larger than --image_size="
+                         f"{cfg.image_size}")
+    if len(known) == 2 and len(set(known.values())) == 2 and not (cfg.image_size or
+                                                                 cfg.crop_size):
+        raise ValueError(f"source images are {known['source'][0]}x{known['source'][1]} and "
+                         f"target images {known['target'][0]}x{known['target'][1]}: one batch "
+                         "mixes both, so give --image_size (or --crop_size)")
 
 
 def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
@@ -240,20 +306,54 @@ def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
     return {}, anchor
 
 
+# Paths that name where things are, not what the run is: compared by what they point at.
+_PATH_SETTINGS = ("data_dir", "source_manual_dir", "target_manual_dir", "init_from")
+
+
+def _same_path(a, b) -> bool:
+    if not a or not b:
+        return not a and not b
+    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+
+
+def settings_diff(previous: dict, current: dict) -> list[str]:
+    """The settings in which two run configs differ. ``model_dir`` is where the run lives
+    (a moved or copied run is the same run); the other paths are compared by where they
+    point, so a trailing slash or a relative spelling is not a different run."""
+    diff = []
+    for key in sorted(set(previous) | set(current)):
+        a, b = previous.get(key), current.get(key)
+        if key == "model_dir":
+            continue
+        if key in _PATH_SETTINGS and isinstance(a, (str, type(None))) and \
+                isinstance(b, (str, type(None))):
+            if not _same_path(a, b):
+                diff.append(key)
+        elif a != b:
+            diff.append(key)
+    return diff
+
+
 def build_run_model(cfg: RunConfig):
     """The run's network, its layers built under ``--dtype_policy`` (the global Keras
     policy is restored afterwards, so nothing else in the process changes)."""
-    from tada_keras.training import build_model
+    from tada_keras.training import build_model as _build_model
 
     main_cfg, anchor_cfg = task_configs(cfg)
+    from tada_keras.models import BackboneWeightsError
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(cfg.dtype_policy)
     try:
-        return build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
+        return _build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
                            main_config=main_cfg, anchor_config=anchor_cfg,
                            backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
                            decoder_channels=cfg.decoder_channels,
                            freeze_after=cfg.freeze_after)
+    except BackboneWeightsError as err:
+        message = str(err)
+        raise ValueError(f"--{message}" if message.startswith("backbone_weights") else
+                         f"--backbone_weights={cfg.backbone_weights}: {message}") from None
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -303,23 +403,36 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
 
 def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     """``train_run`` inside the distribution scope (``cfg`` already validated)."""
-    os.makedirs(cfg.model_dir, exist_ok=True)
     config_path = os.path.join(cfg.model_dir, "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
-            # Settings added to RunConfig after that run started take their defaults.
-            previous = {**dataclasses.asdict(RunConfig()), **json.load(f)}
-        if previous != dataclasses.asdict(cfg):
-            diff = sorted(k for k in previous if previous[k] != dataclasses.asdict(cfg).get(k))
+            try:
+                saved = json.load(f)
+            except ValueError:
+                raise ValueError(f"{config_path} is not valid JSON (a damaged run directory);"
+                                 " use a new --model_dir") from None
+        # Settings added to RunConfig after that run started take their defaults.
+        previous = {**dataclasses.asdict(RunConfig()), **saved}
+        diff = settings_diff(previous, dataclasses.asdict(cfg))
+        if diff:
             raise ValueError(f"--model_dir={cfg.model_dir} holds a run with other settings "
                              f"({', '.join(diff)}); use a new --model_dir")
-    else:
-        _atomic_write_json(config_path, dataclasses.asdict(cfg))
-    set_global_determinism(cfg.seed, cfg.deterministic)
     method = get_method(cfg.method, cfg.anchor_weight)
+    # Everything the run reads is checked before its directory is written.
+    check_data(cfg, method)
+    set_global_determinism(cfg.seed, cfg.deterministic)
     model = build_run_model(cfg)
     if cfg.init_from:
-        model.load_weights(cfg.init_from)
+        try:
+            model.load_weights(cfg.init_from)
+        except Exception as err:
+            raise ValueError(f"--init_from={cfg.init_from}: cannot load it into this network "
+                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                             "expected the final.weights.h5 of a run with the same "
+                             "--backbone, --decoder_channels, --anchor and dataset") from None
+    os.makedirs(cfg.model_dir, exist_ok=True)
+    if not os.path.exists(config_path):
+        _atomic_write_json(config_path, dataclasses.asdict(cfg))
     if cfg.da != "none":  # discriminators become part of the weights and checkpoints
         from tada_keras.adaptation import config as da_config
 
@@ -502,8 +615,26 @@ def load_run(model_dir):
         if not os.path.isfile(path):
             raise ValueError(f"--model_dir={model_dir}: {os.path.basename(path)} not found "
                              "(is the training run finished?)")
-    with open(config_path) as f:
-        cfg = RunConfig(**json.load(f))
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    try:
+        with open(config_path) as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+        # Settings of later versions are ignored; missing ones take their defaults.
+        cfg = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    except ValueError as err:
+        raise ValueError(f"{config_path} is damaged ({err}); it is written by "
+                         "tada_keras.train, re-run that command to restore it") from None
     import tada_keras  # noqa: F401  (registers the serialisable classes)
 
-    return cfg, keras.saving.load_model(model_path)
+    try:
+        # compile=False: inference needs no optimizer (loading its slots into an unbuilt
+        # one only warns about "skipped" variables).
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as err:
+        raise ValueError(f"{model_path} cannot be loaded ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''}); it is written "
+                         "at the end of tada_keras.train: delete it and re-run that "
+                         "command") from None
+    return cfg, model

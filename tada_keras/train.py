@@ -53,6 +53,13 @@ def main(argv):
     except ValueError as err:  # settings that only the data or model_dir can refute
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, permissions: the last checkpoint stays valid
+        print(flush=True)
+        where = err.filename or cfg.model_dir
+        print(f"error: {where}: {err.strerror or err}. Free the space (or fix the "
+              "permissions) and re-run the same command: it resumes from the last "
+              "checkpoint.", file=sys.stderr)
+        return 1
     print(f"\n{cfg.method} -> {cfg.model_dir}/metrics.json")
     print(summary_table(results))
     return 0

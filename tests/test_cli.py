@@ -67,7 +67,7 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
                  f"--out={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     normals = np.load(out / "a_normals.npy")
-    assert normals.shape == (16, 32, 3)
+    assert normals.shape == (40, 70, 3)  # the input's size (padded to 64x96 inside)
     np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)
     assert (out / "a_normals.png").exists()
 
@@ -110,6 +110,128 @@ def test_diverged_run_stops_with_one_line_and_nothing_marked_done(data_dir, tmp_
                   "model.keras", "phase_phase2"):
         assert never not in left, left
     assert not any("backup/ckpt-" in p for p in left)  # no diverged checkpoint either
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--source_dataset=sim2real_rooms/nope"], "--source_dataset=sim2real_rooms/nope"),
+    (["--target_dataset=no_such_dataset"], "--target_dataset=no_such_dataset"),
+    (["--target_test_split=tset"], "--target_test_split=tset: sim2real_rooms/tiny has no"),
+    (["--source_val_split=val"], "--source_val_split=val"),
+    (["--anchor=keypoints"], "has no keypoints labels"),
+    (["--crop_size=64"], "--crop_size=64 is larger than the 32x32 images"),
+    (["--image_size=64", "--crop_size=96"], "--crop_size=96 is larger than --image_size=64"),
+    (["--backbone_weights=/nonexistent/w.weights.h5"], "--backbone_weights"),
+    (["--backbone=resnet18", "--backbone_weights=imagenet"], "--backbone_weights='imagenet'"),
+])
+def test_bad_data_settings_fail_before_anything_is_written(data_dir, tmp_path, args, needle):
+    model_dir = tmp_path / "never"
+    proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+                 f"--data_dir={data_dir}"] + args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not model_dir.exists()
+
+
+def test_foreign_init_from_and_file_model_dir_are_one_line_errors(data_dir, tmp_path):
+    foreign = tmp_path / "notes.weights.h5"
+    foreign.write_text("not an h5 file")
+    model_dir = tmp_path / "never"
+    proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+                 f"--data_dir={data_dir}", f"--init_from={foreign}"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"--init_from={foreign}: cannot load it" in proc.stderr
+    assert not model_dir.exists()
+    proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={foreign}",
+                 f"--data_dir={data_dir}"])
+    assert proc.returncode == 2 and "is a file, not a directory" in proc.stderr
+
+
+def test_resume_does_not_depend_on_how_paths_are_spelled(data_dir, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "run"
+    base = ["tada_keras.train", f"--flagfile={TINY}", "--method=baseline"]
+    proc = _run(base + [f"--model_dir={model_dir}", f"--data_dir={data_dir}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(model_dir, moved)
+    spellings = [
+        [f"--model_dir={model_dir}/", f"--data_dir={data_dir}/"],        # trailing slashes
+        [f"--model_dir={os.path.relpath(model_dir, ROOT)}",              # relative paths
+         f"--data_dir={os.path.relpath(data_dir, ROOT)}"],
+        [f"--model_dir={moved}", f"--data_dir={data_dir}"],              # a copied run
+    ]
+    for spelling in spellings:
+        proc = _run(base + spelling)
+        assert proc.returncode == 0, (spelling, proc.stderr[-2000:])
+        assert "already complete" in proc.stdout, spelling
+    proc = _run(base + [f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+                        "--learning_rate=0.5"])  # a real change is still refused
+    assert proc.returncode == 2 and "other settings (learning_rate)" in proc.stderr
+
+
+def test_predict_reads_16_bit_pads_odd_sizes_and_keeps_duplicate_names(data_dir, tmp_path):
+    from PIL import Image
+
+    model_dir = tmp_path / "run"
+    proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+                 f"--data_dir={data_dir}", "--method=baseline"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rng = np.random.default_rng(0)
+    grey8 = (rng.random((37, 45)) * 255).astype("uint8")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(grey8).save(tmp_path / "a" / "x.png")
+    # The same picture at 16 bits must give the same prediction (not a saturated white).
+    Image.fromarray(grey8.astype("uint16") * 257).save(tmp_path / "b" / "x.png")
+    out = tmp_path / "pred"
+    proc = _run(["tada_keras.predict", f"--model_dir={model_dir}", f"--out={out}",
+                 f"--images={tmp_path / 'a' / 'x.png'},{tmp_path / 'b' / 'x.png'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = np.load(out / "x_normals.npy"), np.load(out / "x_2_normals.npy")
+    assert first.shape == (37, 45, 3)
+    np.testing.assert_allclose(first, second, atol=1e-3)
+    assert (out / "x_2_normals.png").exists()
+
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(b"")
+    for args, needle in (([f"--images={blank}", f"--out={out}"], f"cannot read {blank}"),
+                         ([f"--images={tmp_path / 'a' / 'x.png'}", f"--out={blank}"],
+                          "is a file, not a directory"),
+                         ([f"--images={blank}", f"--out={out}", "--input_size=33"],
+                          "--input_size=33")):
+        proc = _run(["tada_keras.predict", f"--model_dir={model_dir}"] + args)
+        assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr[-1500:])
+        assert "Traceback" not in proc.stderr
+
+
+def test_damaged_checkpoint_and_config_are_named_with_how_to_recover(data_dir, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "run"
+    args = ["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+            f"--data_dir={data_dir}", "--method=baseline"]
+    assert _run(args).returncode == 0
+    phase = model_dir / "phase_train"
+    assert phase.is_dir(), sorted(p.name for p in model_dir.iterdir())
+    # Pretend the run was killed after epoch 1 and its checkpoint got damaged.
+    (phase / "DONE").unlink()
+    backup = phase / "backup" / "ckpt-1"
+    backup.mkdir(parents=True)
+    (backup / "model.weights.h5").write_bytes(b"\x89HDF\r\n truncated")
+    (backup / "optimizer.npz").write_bytes(b"PK truncated")
+    (phase / "backup" / "state.json").write_text('{"epoch": 1, "folder": "ckpt-1"}')
+    proc = _run(args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"the checkpoint {backup} is damaged" in proc.stderr
+    assert f"delete {phase / 'backup'}" in proc.stderr
+    shutil.rmtree(phase / "backup")  # the documented recovery works
+    assert _run(args).returncode == 0
+
+    (model_dir / "config.json").write_text("{ truncated")
+    proc = _run(["tada_keras.evaluate", f"--model_dir={model_dir}"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{model_dir / 'config.json'} is damaged" in proc.stderr
 
 
 def _wait_for_epoch(model_dir, phase, epoch, proc, timeout=300):

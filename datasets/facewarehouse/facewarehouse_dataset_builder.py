@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import io
 import json
 import re
 from typing import ClassVar
@@ -18,14 +18,20 @@ from tada_keras import conventions as C
 from . import mesh_io, mesh_render
 
 try:
+    from ..common import image_io, split_checks
     from ..face_landmarks import face_region, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
+    from tada_datasets.common import image_io, split_checks
     from tada_datasets.face_landmarks import face_region, landmarks_file, splits
 
 CAMERA_FILENAME = "camera.json"
 VERTEX_INDEX_FILENAME = "landmark_vertex_indices.txt"
 _TESTER_RE = re.compile(r"^Tester_(\d+)$")
 _POSE_RE = re.compile(r"^pose_(\d+)\.png$")
+_INVALID_NORMALS = "empty (the rendered mesh covers no pixel of the photo)"
+_INVALID_NORMALS_HINT = (
+    f"Check the camera configuration ({CAMERA_FILENAME} or {VERTEX_INDEX_FILENAME}) with "
+    "`python -m tada_datasets.facewarehouse.overlay`.")
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 FaceWarehouse cannot be downloaded automatically.
@@ -137,10 +143,8 @@ def find_subjects(manual: epath.Path) -> list[tuple[str, epath.Path]]:
 
 
 def _read_image(path: epath.Path) -> np.ndarray:
-    with path.open("rb") as f:
-        img = tfds.core.lazy_imports.PIL_Image.open(io.BytesIO(f.read()))
-        img = img.convert("RGB")
-    return np.asarray(img)
+    return image_io.read_image(
+        path, expected="a photo (an RGB PNG, 640x480 in the release)", mode="RGB")
 
 
 def mesh_to_camera(
@@ -182,10 +186,9 @@ def make_example(subject: str, folder: epath.Path, pose: int, rel_png: str,
         logging.warning("FaceWarehouse: %s: landmark reprojection rms %.1f px > %.1f px; the "
                         "rendered normals may be misaligned", land_path, rms,
                         camera.max_reprojection_rms_px)
+    # An empty render (mesh outside the photo) is returned as is: the builder skips and
+    # counts it, and the overlay tool can still show it.
     render = mesh_render.render_normals(vertices, faces, r, t, intr, h, w)
-    if not render.mask.any():
-        raise ValueError(f"{obj_path}: the mesh projects outside the image {png}; check the "
-                         "camera configuration")
     record = landmarks.get(rel_png)
     region = None
     if record is not None:
@@ -276,6 +279,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
             }),
             supervised_keys=(C.IMAGE, C.NORMALS),
             homepage="http://kunzhou.net/zjugaps/facewarehouse/",
+            metadata=tfds.core.MetadataDict(),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -287,12 +291,30 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         by_split = {"train": [], "validation": [], "test": []}
         for ex in examples:
             by_split[subject_split[ex[0]]].append(ex)
+        num_subjects = collections.Counter(subject_split.values())
+        why_empty = {
+            name: (f"no subject falls in it: the 70/15/15 split by subject of the "
+                   f"{len(subject_split)} Tester_<k> folders under {manual} gives "
+                   + ", ".join(f"{n} {num_subjects[n]}" for n in by_split)
+                   + " (every split needs at least 4 subjects)")
+            for name in by_split}
+        # The all-empty error is only a guard: list_examples finds at least one subject.
+        by_split = split_checks.drop_empty_splits(
+            "FaceWarehouse", by_split, why_empty, f"no example under {manual}")
+        self.info.metadata["skipped_invalid_normals"] = dict.fromkeys(by_split, 0)
         return {
-            name: self._generate_examples(items, camera, landmarks, landmarks_path)
+            name: self._generate_examples(
+                items, camera, landmarks, landmarks_path,
+                split_checks.InvalidNormalsTally(
+                    "FaceWarehouse", name, manual, _INVALID_NORMALS, _INVALID_NORMALS_HINT))
             for name, items in by_split.items()
         }
 
-    def _generate_examples(self, items, camera, landmarks, landmarks_path):
+    def _generate_examples(self, items, camera, landmarks, landmarks_path, tally):
         for subject, folder, pose, rel_png in items:
-            yield f"{subject}_pose_{pose}", make_example(
+            example = make_example(
                 subject, folder, pose, rel_png, camera, landmarks, landmarks_path)
+            obj = folder / "TrainingPose" / f"pose_{pose}.obj"
+            if tally.keep(obj, int(example["render_mask"].sum())):
+                yield f"{subject}_pose_{pose}", example
+        self.info.metadata["skipped_invalid_normals"][tally.split] = tally.finish()

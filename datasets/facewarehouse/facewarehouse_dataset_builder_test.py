@@ -229,5 +229,81 @@ def test_overlay_figure_and_pose_histogram_cli(tmp_path):
     assert hist["total"] == 10 and hist["estimator"] == "mean_normal_v1"
 
 
+# --- Corrupt photos, empty renders, empty splits (full builds on a copy of dummy_data) -------
+
+
+def _build(tmp_path, manual):
+    builder = fw.Builder(data_dir=str(tmp_path / "data"))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    return builder
+
+
+def _subjects_by_split(manual):
+    split_of = fw.splits.split_groups(s for s, _, _, _ in fw.list_examples(manual))
+    out = {"train": [], "validation": [], "test": []}
+    for subject, name in sorted(split_of.items()):
+        out[name].append(subject)
+    return out
+
+
+def _pose_file(manual, subject, pose, suffix):
+    return manual / "FaceWarehouse_Data_0" / subject / "TrainingPose" / f"pose_{pose}{suffix}"
+
+
+def _degenerate_faces(obj_path):
+    """Keeps the vertices (so the camera is still estimated) but makes every face zero-area."""
+    lines = obj_path.read_text().splitlines()
+    obj_path.write_text("\n".join(ln if not ln.startswith("f ") else "f 1 1 1" for ln in lines))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_photo_names_the_file(tmp_path, fmt):
+    manual = _copy_dummy(tmp_path)
+    path = _pose_file(manual, _subjects_by_split(manual)["train"][0], 1, ".png")
+    if fmt == "JPEG":  # A JPEG saved under the release's .png name is still readable...
+        img = tfds.core.lazy_imports.PIL_Image.open(str(path)).convert("RGB")
+        img.save(str(path), format="JPEG")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # ...but not once truncated.
+    with pytest.raises(ValueError, match="cannot decode this image file") as err:
+        _build(tmp_path, manual)
+    msg = str(err.value)
+    assert str(path) in msg and "expected a photo" in msg and "BytesIO" not in msg
+
+
+def test_empty_render_is_skipped_and_counted(tmp_path, caplog):
+    manual = _copy_dummy(tmp_path)
+    obj = _pose_file(manual, _subjects_by_split(manual)["train"][0], 1, ".obj")
+    _degenerate_faces(obj)
+    builder = _build(tmp_path, manual)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+        "train": 5, "validation": 2, "test": 2}
+    assert builder.info.metadata["skipped_invalid_normals"] == {
+        "train": 1, "validation": 0, "test": 0}
+    assert any("skipped 1 of 6" in r.getMessage() and str(obj) in r.getMessage()
+               for r in caplog.records)
+
+
+def test_split_without_any_valid_normal_fails_naming_split_and_dir(tmp_path):
+    manual = _copy_dummy(tmp_path)
+    for subject in _subjects_by_split(manual)["test"]:
+        for pose in (0, 1):
+            _degenerate_faces(_pose_file(manual, subject, pose, ".obj"))
+    with pytest.raises(ValueError, match="split 'test' has no valid normal pixel") as err:
+        _build(tmp_path, manual)
+    assert f"under {manual}" in str(err.value) and fw.CAMERA_FILENAME in str(err.value)
+
+
+def test_too_few_subjects_leave_the_empty_split_out(tmp_path, caplog):
+    manual = _copy_dummy(tmp_path)
+    for k in (4, 5):  # Three subjects: the 70/15/15 cut gives train 2, validation 0, test 1.
+        shutil.rmtree(manual / "FaceWarehouse_Data_0" / f"Tester_{k}")
+    builder = _build(tmp_path, manual)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 4, "test": 2}
+    assert any("split 'validation' left out" in r.getMessage() and "3 Tester_<k>" in
+               r.getMessage() for r in caplog.records)
+
+
 if __name__ == "__main__":
     tfds.testing.test_main()

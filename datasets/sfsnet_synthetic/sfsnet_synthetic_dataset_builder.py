@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import io
 import json
 import re
 from typing import ClassVar
@@ -16,8 +15,10 @@ from etils import epath
 from tada_keras import conventions as C
 
 try:
+    from ..common import image_io, split_checks
     from ..face_landmarks import face_region, head_pose, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
+    from tada_datasets.common import image_io, split_checks
     from tada_datasets.face_landmarks import face_region, head_pose, landmarks_file, splits
 
 ROOT_DIRNAME = "DATA_pose_15"
@@ -27,6 +28,16 @@ REQUIRED_MODALITIES = ("face", "normal", "mask", "light")
 # Present in the release but not read (depth's encoding is undocumented).
 UNUSED_MODALITIES = ("albedo", "depth")
 _FILE_RE = re.compile(r"^(\d+)_(face|normal|mask|albedo|depth|light)_(\d+)_(\d+)\.(png|txt)$")
+# What each PNG should hold, for the error raised when one cannot be decoded.
+_EXPECTED = {
+    "face": "the rendered face, an 8-bit RGB PNG",
+    "normal": "an 8-bit RGB normal map PNG (n = 2 v / 255 - 1)",
+    "mask": "an 8-bit face mask PNG (255 = face)",
+}
+_INVALID_NORMALS = "all invalid (no pixel decodes to a unit vector, e.g. an all-black PNG)"
+_INVALID_NORMALS_HINT = (
+    "Check that they are SfSNet's 8-bit normal PNGs (n = 2 v / 255 - 1) and that the manual "
+    "directory holds the release's DATA_pose_15.")
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 SfSNet's synthetic data cannot be downloaded automatically.
@@ -74,11 +85,8 @@ def decode_sfsnet_normals(png: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cam, valid
 
 
-def _read_png(path: epath.Path) -> np.ndarray:
-    with path.open("rb") as f:
-        img = tfds.core.lazy_imports.PIL_Image.open(io.BytesIO(f.read()))
-        img.load()
-    arr = np.asarray(img)
+def _read_png(path: epath.Path, modality: str) -> np.ndarray:
+    arr = image_io.read_image(path, expected=_EXPECTED[modality])
     if arr.dtype != np.uint8:
         raise ValueError(f"{path}: expected an 8-bit PNG, got dtype {arr.dtype}")
     return arr
@@ -192,13 +200,35 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         by_split = {"train": [], "validation": [], "test": []}
         for key, paths, _ in complete:
             by_split[identity_split[key[1]]].append((key, paths))
+        tallies = {
+            name: split_checks.InvalidNormalsTally(
+                "SfSNet", name, root, _INVALID_NORMALS, _INVALID_NORMALS_HINT)
+            for name in by_split}
+        self.info.metadata["skipped_invalid_normals"] = dict.fromkeys(by_split, 0)
 
+        num_identities = collections.Counter(identity_split.values())
+        why_empty = {
+            name: (f"no identity falls in it: the 70/15/15 split by identity of the "
+                   f"{len(identity_split)} identities under {root} gives "
+                   + ", ".join(f"{n} {num_identities[n]}" for n in by_split)
+                   + " (every split needs at least 4 identities)")
+            for name in by_split}
+        if_all_empty = f"no render to write under {root}"
         if self.builder_config.frontal:
-            by_split = self._select_frontal(manual, by_split, landmarks)
+            by_split, why_frontal, if_all_empty = self._select_frontal(
+                manual, by_split, landmarks, tallies)
+            why_empty.update(why_frontal)
+            for name, items in by_split.items():
+                if not items:  # Never written, so its skipped renders are reported here.
+                    self._finish_tally(tallies[name])
+        by_split = split_checks.drop_empty_splits("SfSNet", by_split, why_empty, if_all_empty)
         return {
-            name: self._generate_examples(items, manual, landmarks)
+            name: self._generate_examples(items, manual, landmarks, tallies[name])
             for name, items in by_split.items()
         }
+
+    def _finish_tally(self, tally: split_checks.InvalidNormalsTally) -> None:
+        self.info.metadata["skipped_invalid_normals"][tally.split] = tally.finish()
 
     def _read_landmarks(self, manual: epath.Path):
         path = manual / landmarks_file.LANDMARKS_FILENAME
@@ -213,13 +243,17 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
     # --- Examples ---------------------------------------------------------------------------
 
     def _load(self, key, paths, manual: epath.Path, landmarks):
+        return self._load_checked(key, paths, manual, landmarks)[0]
+
+    def _load_checked(self, key, paths, manual: epath.Path, landmarks):
+        """(example, number of valid pixels in the normal map, before any mask)."""
         folder, ident, i, j = key
-        image = _to_rgb(_read_png(paths["face"]), paths["face"])
-        normal_png = _read_png(paths["normal"])
+        image = _to_rgb(_read_png(paths["face"], "face"), paths["face"])
+        normal_png = _read_png(paths["normal"], "normal")
         if normal_png.ndim != 3 or normal_png.shape[-1] < 3:
             raise ValueError(f"{paths['normal']}: expected an RGB normal map, "
                              f"got shape {normal_png.shape}")
-        mask_png = _read_png(paths["mask"])
+        mask_png = _read_png(paths["mask"], "mask")
         mask = (mask_png[..., 0] if mask_png.ndim == 3 else mask_png) > 127
         h, w = image.shape[:2]
         for name, arr in (("normal", normal_png), ("mask", mask_png)):
@@ -228,6 +262,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
                     f"{paths[name]}: size {arr.shape[:2]} differs from the image "
                     f"{paths['face']} ({h}, {w})")
         normals, valid = decode_sfsnet_normals(normal_png)
+        num_valid = int(valid.sum())
         valid &= mask
         rel = f"{ROOT_DIRNAME}/{folder}/{paths['face'].name}"
         record = landmarks.get(rel)
@@ -248,9 +283,10 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
             C.EXAMPLE_ID: f"{ROOT_DIRNAME}/{folder}/{ident}_{i}_{j}",
             "identity": ident,
             "light": _read_light(paths["light"]),
-        }
+        }, num_valid
 
-    def _select_frontal(self, manual: epath.Path, by_split, landmarks):
+    def _select_frontal(self, manual: epath.Path, by_split, landmarks, tallies):
+        """(selected renders by split, why each empty split is empty, error if all are)."""
         hist_path = manual / head_pose.TARGET_HISTOGRAM_FILENAME
         if not hist_path.exists():
             raise FileNotFoundError(
@@ -259,9 +295,11 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         target = head_pose.read_histogram(hist_path)
         source = head_pose.PoseHistogram(target.yaw_edges, target.pitch_edges)
         poses = {}
-        for items in by_split.values():
+        for name, items in by_split.items():
             for key, paths in items:
-                ex = self._load(key, paths, manual, landmarks)
+                ex, num_valid = self._load_checked(key, paths, manual, landmarks)
+                if not tallies[name].keep(paths["normal"], num_valid):
+                    continue
                 pose = head_pose.pose_from_normals(ex[C.NORMALS], ex[C.NORMALS_MASK])
                 if pose is not None:
                     poses[key] = pose
@@ -286,8 +324,21 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         self.info.metadata["pose_histograms"] = json.dumps({
             "target": target.to_dict(), "source_all": source.to_dict(),
             "source_selected": selected_hist.to_dict()})
-        return out
+        why_empty = {
+            name: (f"the frontal pose selection kept none of its {len(by_split[name])} "
+                   f"renders (target histogram {hist_path})")
+            for name in by_split if by_split[name]}
+        if_all_empty = (
+            f"the frontal pose selection kept no render: {len(poses)} of the "
+            f"{sum(len(v) for v in by_split.values())} complete renders under "
+            f"{manual / ROOT_DIRNAME} have a pose estimate, and none falls in a pose bin that "
+            f"the target histogram {hist_path} fills. Check that this histogram was written by "
+            "`python -m tada_datasets.facewarehouse.pose_histogram` (the log shows both).")
+        return out, why_empty, if_all_empty
 
-    def _generate_examples(self, items, manual: epath.Path, landmarks):
+    def _generate_examples(self, items, manual: epath.Path, landmarks, tally):
         for key, paths in items:
-            yield "_".join(key), self._load(key, paths, manual, landmarks)
+            example, num_valid = self._load_checked(key, paths, manual, landmarks)
+            if tally.keep(paths["normal"], num_valid):
+                yield "_".join(key), example
+        self._finish_tally(tally)

@@ -1,5 +1,6 @@
 """Tests for the SfSNet synthetic builder: configs on dummy_data, normal decoding, bad inputs."""
 
+import json
 import shutil
 from typing import ClassVar
 
@@ -116,6 +117,93 @@ def test_examples_carry_anchor_labels_and_face_region():
     assert mask.sum() < no_lm["normals_mask"].sum() and not (mask & ~no_lm["normals_mask"]).any()
     np.testing.assert_allclose(np.linalg.norm(ex["normals"][mask], axis=-1), 1, atol=1e-5)
     assert (ex["normals"][~mask] == 0).all() and (ex["normals"][mask][:, 2] > 0).mean() > 0.99
+
+
+# --- Corrupt files, invalid normals, empty splits (full builds on a copy of dummy_data) ------
+
+
+def _copy_dummy(tmp_path):
+    manual = tmp_path / "manual"
+    shutil.copytree(DUMMY, manual)
+    return epath.Path(manual)
+
+
+def _build(tmp_path, manual, config="all"):
+    builder = sfs.Builder(config=config, data_dir=str(tmp_path / "data"))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    return builder
+
+
+def _renders_by_split(manual):
+    """Split name -> the complete render sets' path dicts, as the builder assigns them."""
+    complete, _ = sfs.Builder(config="all")._list_render_sets(manual / sfs.ROOT_DIRNAME)
+    split_of = sfs.splits.split_groups(key[1] for key, _, _ in complete)
+    out = {"train": [], "validation": [], "test": []}
+    for key, paths, _ in complete:
+        out[split_of[key[1]]].append(paths)
+    return out
+
+
+def _write_png(path, arr):
+    tfds.core.lazy_imports.PIL_Image.fromarray(arr).save(str(path), format="PNG")
+
+
+@pytest.mark.parametrize("modality", ["face", "normal"])
+def test_truncated_png_names_the_file(tmp_path, modality):
+    manual = _copy_dummy(tmp_path)
+    path = _renders_by_split(manual)["train"][0][modality]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cannot decode this image file") as err:
+        _build(tmp_path, manual)
+    msg = str(err.value)
+    assert str(path) in msg and sfs._EXPECTED[modality] in msg and "BytesIO" not in msg
+
+
+def test_all_zero_normal_map_is_skipped_and_counted(tmp_path, caplog):
+    manual = _copy_dummy(tmp_path)
+    path = _renders_by_split(manual)["train"][0]["normal"]
+    _write_png(path, np.zeros((48, 48, 3), np.uint8))
+    builder = _build(tmp_path, manual)
+    # Every other example is still built; the skipped one is counted and named.
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+        "train": 5, "validation": 2, "test": 2}
+    assert builder.info.metadata["skipped_invalid_normals"] == {
+        "train": 1, "validation": 0, "test": 0}
+    assert any("skipped 1 of 6" in r.getMessage() and path.name in r.getMessage()
+               for r in caplog.records)
+
+
+def test_split_without_any_valid_normal_fails_naming_split_and_dir(tmp_path):
+    manual = _copy_dummy(tmp_path)
+    for paths in _renders_by_split(manual)["validation"]:
+        _write_png(paths["normal"], np.zeros((48, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match="split 'validation' has no valid normal pixel") as err:
+        _build(tmp_path, manual)
+    assert str(manual / sfs.ROOT_DIRNAME) in str(err.value)
+
+
+def test_split_without_identities_is_left_out(tmp_path, caplog):
+    manual = _copy_dummy(tmp_path)
+    # Three identities: the 70/15/15 cut gives train 2, validation 0, test 1.
+    shutil.rmtree(manual / sfs.ROOT_DIRNAME / "0002")
+    builder = _build(tmp_path, manual)
+    assert sorted(builder.info.splits) == ["test", "train"]
+    assert any("split 'validation' left out" in r.getMessage() and "validation 0" in
+               r.getMessage() for r in caplog.records)
+    assert len(list(builder.as_dataset(split="train"))) > 0
+
+
+def test_frontal_selection_keeping_nothing_is_explained(tmp_path):
+    manual = _copy_dummy(tmp_path)
+    hist_path = manual / sfs.head_pose.TARGET_HISTOGRAM_FILENAME
+    hist = sfs.head_pose.PoseHistogram()
+    hist.add(-85.0, -55.0)  # A pose no render of the fixture has.
+    hist_path.write_text(json.dumps(hist.to_dict()))
+    with pytest.raises(ValueError, match="frontal pose selection kept no render") as err:
+        _build(tmp_path, manual, config="frontal")
+    assert str(hist_path) in str(err.value)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,14 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     def latest(self) -> dict | None:
         if not os.path.exists(self._state_path):
             return None
-        with open(self._state_path) as f:
-            return json.load(f)
+        try:
+            with open(self._state_path) as f:
+                state = json.load(f)
+            return {"epoch": int(state["epoch"]), "folder": str(state["folder"])}
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{self._state_path} is damaged. To recover, delete "
+                             f"{self.directory} and re-run the same command: this phase "
+                             "restarts from its beginning, finished phases are kept.") from None
 
     def restore(self, model) -> int:
         """Loads the latest checkpoint into ``model`` (compiled); returns its epoch."""
@@ -88,12 +94,19 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         if state is None:
             return 0
         folder = os.path.join(self.directory, state["folder"])
-        model.load_weights(os.path.join(folder, "model.weights.h5"))
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        saved = np.load(os.path.join(folder, "optimizer.npz"))
-        values = [saved[f"v{i}"] for i in range(len(saved.files))]
+        try:
+            model.load_weights(os.path.join(folder, "model.weights.h5"))
+            with np.load(os.path.join(folder, "optimizer.npz")) as saved:
+                values = [saved[f"v{i}"] for i in range(len(saved.files))]
+        except Exception as err:
+            raise ValueError(
+                f"the checkpoint {folder} is damaged ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160] if str(err) else ''}). To recover, delete "
+                f"{self.directory} and re-run the same command: this phase restarts from its "
+                "beginning, finished phases are kept.") from None
         if len(values) != len(optimizer.variables):
             raise ValueError(f"{folder}: checkpoint holds {len(values)} optimizer variables, "
                              f"the optimizer has {len(optimizer.variables)}; was it written "

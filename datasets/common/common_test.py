@@ -1,0 +1,75 @@
+"""Tests for the shared image reader and the per-split checks used by the face builders."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from . import image_io, split_checks
+
+
+def _encoded(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(48 * 32 * 3, dtype=np.uint8).reshape(32, 48, 3)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_read_image_decodes_and_converts(tmp_path):
+    path = tmp_path / "ok.png"
+    path.write_bytes(_encoded("PNG"))
+    assert image_io.read_image(path, expected="x").shape == (32, 48, 3)
+    assert image_io.read_image(path, expected="x", mode="L").shape == (32, 48)
+
+
+@pytest.mark.parametrize("fmt, cut, reason", [
+    ("PNG", 0.5, "image file is truncated"),
+    ("JPEG", 0.5, "truncated"),
+    ("PNG", 0.0, "not a recognised image format"),
+    ("TEXT", 1.0, "not a recognised image format"),
+])
+def test_read_image_error_names_path_reason_and_expectation(tmp_path, fmt, cut, reason):
+    data = b"not an image at all" if fmt == "TEXT" else _encoded(fmt)
+    path = tmp_path / "sub dir" / "pose_3.png"
+    path.parent.mkdir()
+    path.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(ValueError) as err:
+        image_io.read_image(path, expected="an 8-bit RGB PNG")
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: cannot decode this image file (")
+    assert reason in msg.lower() and "expected an 8-bit RGB PNG" in msg
+    assert "BytesIO" not in msg
+
+
+def test_tally_skips_counts_once_and_names_a_few(caplog):
+    tally = split_checks.InvalidNormalsTally("D", "train", "/data", "all zero", "Check X.")
+    assert tally.keep("a.png", 10)
+    for k in range(7):
+        assert not tally.keep(f"bad_{k}.png", 0)
+    assert not tally.keep("bad_0.png", 0)  # a second look at one file is not a second skip
+    assert tally.finish() == 7
+    (record,) = [r for r in caplog.records if "skipped" in r.getMessage()]
+    msg = record.getMessage()
+    assert "split 'train': skipped 7 of 8" in msg and "bad_4.png" in msg
+    assert "bad_5.png" not in msg and "and 2 more" in msg
+
+
+def test_tally_with_nothing_valid_raises_naming_split_and_directory():
+    tally = split_checks.InvalidNormalsTally("D", "test", "/data/dir", "all zero", "Check X.")
+    tally.keep("bad.png", 0)
+    with pytest.raises(ValueError, match=r"D: split 'test' has no valid normal pixel at all: .*"
+                                         r"1 of its examples under /data/dir are all zero "
+                                         r"\(bad\.png\)\. Check X\."):
+        tally.finish()
+    # A split that saw no example has nothing to report.
+    assert split_checks.InvalidNormalsTally("D", "v", "/d", "w").finish() == 0
+
+
+def test_drop_empty_splits(caplog):
+    kept = split_checks.drop_empty_splits(
+        "D", {"train": [1], "validation": [], "test": [2]}, {"validation": "no subject"}, "x")
+    assert kept == {"train": [1], "test": [2]}
+    assert any("split 'validation' left out: no subject" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(ValueError, match="D: nothing here"):
+        split_checks.drop_empty_splits("D", {"train": []}, {"train": "-"}, "nothing here")
