@@ -193,6 +193,7 @@ def _check_numbers(cfg: RunConfig) -> None:
         "disc_learning_rate": (0.0, math.inf, False, False),
         "disc_noise": (0.0, math.inf, True, False),
         "disc_label_noise": (0.0, 0.5, True, False),
+        "eval_scale": (0.0, 4.0, False, True),
     }
     for name, (low, high, low_ok, high_ok) in rules.items():
         value = getattr(cfg, name)
@@ -236,9 +237,7 @@ def _dataset_info(name, data_dir, manual_dir=None, flag="source_dataset"):
 
     try:
         return prepare_builder(name, data_dir, manual_dir).info
-    except ValueError:
-        raise
-    except Exception as err:  # tfds: DatasetNotFoundError, AssertionError (manual dir) ...
+    except Exception as err:  # tfds: DatasetNotFoundError, ValueError (config), manual dir
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"--{flag}={name}: {first}") from None
 
@@ -274,7 +273,7 @@ def check_data(cfg: RunConfig, method) -> None:
         missing = sorted(needs[domain] - set(info.features))
         if missing:
             raise ValueError(f"--{domain}_dataset={name} has no {', '.join(missing)} labels, "
-                             f"which --method={cfg.method} with --main_task={cfg.main_task} "
+                             f"which --method={cfg.method} with --main={cfg.main_task} "
                              f"and --anchor={cfg.anchor_task} needs (it has "
                              f"{sorted(info.features)})")
     known = {d: hw for d, hw in sizes.items() if None not in hw}

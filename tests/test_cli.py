@@ -88,6 +88,17 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     (["--phase1_fraction=1.5"], "--phase1_fraction=1.5: expected a value in (0, 1)"),
     (["--decoder_channels=0"], "--decoder_channels must be >= 1"),
     (["--num_figures=-1"], "--num_figures must be >= 0"),
+    (["--anchor_weight=nan"], "--anchor_weight=nan: expected a finite number"),
+    (["--method=headfreeze", "--phase1_fraction=0"], "--phase1_fraction=0.0"),
+    (["--eval_scale=nan"], "--eval_scale=nan: expected a finite number"),
+    (["--steps=0"], "--steps must be >= 1"),
+    (["--batch_source=0"], "--batch_source must be >= 1"),
+    (["--eval_batch_size=0"], "--eval_batch_size must be >= 1"),
+    (["--seed=-1"], "--seed must be >= 0"),
+    (["--da=dann", "--da_weight=-1"], "--da_weight=-1.0"),
+    (["--da=dann", "--disc_learning_rate=0"], "--disc_learning_rate=0.0"),
+    (["--da=dann", "--disc_label_noise=0.7"], "--disc_label_noise=0.7"),
+    (["--da_warmup_steps=-5"], "--da_warmup_steps must be >= 0"),
 ])
 def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):
     model_dir = tmp_path / "never"
@@ -117,7 +128,6 @@ def test_diverged_run_stops_with_one_line_and_nothing_marked_done(data_dir, tmp_
     (["--target_dataset=no_such_dataset"], "--target_dataset=no_such_dataset"),
     (["--target_test_split=tset"], "--target_test_split=tset: sim2real_rooms/tiny has no"),
     (["--source_val_split=val"], "--source_val_split=val"),
-    (["--anchor=keypoints"], "has no keypoints labels"),
     (["--crop_size=64"], "--crop_size=64 is larger than the 32x32 images"),
     (["--image_size=64", "--crop_size=96"], "--crop_size=96 is larger than --image_size=64"),
     (["--backbone_weights=/nonexistent/w.weights.h5"], "--backbone_weights"),
@@ -130,6 +140,30 @@ def test_bad_data_settings_fail_before_anything_is_written(data_dir, tmp_path, a
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not model_dir.exists()
+
+
+def test_missing_label_features_are_named_before_anything_is_written(monkeypatch, tmp_path):
+    import types
+
+    from tada_keras import run
+    from tada_keras.methods import get_method
+
+    def info(name, *args, **kwargs):  # a source without keypoints, a target without them
+        features = {"image": types.SimpleNamespace(shape=(32, 32, 3)), "normals": None,
+                    "normals_mask": None, "segmentation": None}
+        splits = {"source_train", "source_val", "target_train", "target_val", "target_test"}
+        return types.SimpleNamespace(features=features, splits=splits)
+
+    monkeypatch.setattr(run, "_dataset_info", info)
+    cfg = run.RunConfig(model_dir=str(tmp_path / "never"), anchor_task="keypoints",
+                        method="mtl_both")
+    with pytest.raises(ValueError, match="--source_dataset=sim2real_rooms/default has no "
+                                         "keypoints labels, which --method=mtl_both"):
+        run.check_data(cfg, get_method("mtl_both"))
+    cfg = run.RunConfig(model_dir=str(tmp_path / "never"), anchor_task="keypoints",
+                        method="baseline")
+    run.check_data(cfg, get_method("baseline"))  # the baseline never reads the anchor
+    assert not (tmp_path / "never").exists()
 
 
 def test_foreign_init_from_and_file_model_dir_are_one_line_errors(data_dir, tmp_path):

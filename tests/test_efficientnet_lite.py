@@ -202,3 +202,19 @@ def test_keras_file_round_trip_and_mixed_bfloat16(tmp_path):
             assert np.isfinite(keras.ops.convert_to_numpy(v)).all()
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("freeze_after", ["up-1", "up-3"])
+def test_freeze_points_and_dann_feature_levels_work_with_the_lite_backbone(freeze_after):
+    from tada_keras.models import FEATURE_LEVELS, build_feature_model
+
+    model = _lite_model(freeze_after=freeze_after)
+    features = build_feature_model(model.get_layer("encoder"), model.get_layer("head"))
+    out = features(np.zeros((1, 64, 64, 3), "float32"))
+    shapes = {k: tuple(v.shape) for k, v in out["features"].items()}
+    assert set(shapes) == set(FEATURE_LEVELS)
+    # layer-3 / layer-4 are the Lite0 stages at strides 16 and 32 (C4: 112, C5: 320 ch).
+    assert shapes["layer-3"] == (1, 4, 4, 112) and shapes["layer-4"] == (1, 2, 2, 320)
+    assert shapes["up-3"] == (1, 16, 16, 16)
+    head_names = {layer.name for layer in model.get_layer("head").layers}
+    assert ("up2_conv" in head_names) == (freeze_after == "up-1")

@@ -292,6 +292,103 @@ def test_execute_skips_finished_runs_and_blocks_dependants_of_failures(tmp_path)
     assert not outcome.ran and len(outcome.skipped) == len(runs)
 
 
+def _finish_with_files(run, mean=30.0):
+    """What a finished training run leaves: metrics, config, a DONE phase with history."""
+    _finish(run, mean + run.seed)
+    with open(os.path.join(run.model_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(run.config), f)
+    phase = os.path.join(run.model_dir, "phase_train")
+    os.makedirs(phase, exist_ok=True)
+    with open(os.path.join(phase, "DONE"), "w") as f:
+        json.dump({"history": {"loss": [0.9, 0.5]}, "seconds": 1.0, "optimizer_steps": 4}, f)
+    return 0
+
+
+def test_records_let_a_study_finish_on_another_machine(tmp_path):
+    from tada_keras.experiments import report
+
+    results = str(tmp_path / "committed")
+    first = _plan("protocol", tmp_path, results=results)
+    outcome = execute(first.unique_runs(), launch=lambda r, _: _finish_with_files(r),
+                      log=lambda _: None)
+    assert len(outcome.ran) == len(first.unique_runs())
+    run = first.runs["headfreeze_b"][1]
+    with open(run.record) as f:
+        record = json.load(f)
+    assert run.record.startswith(results) and run.record.endswith("seed_1.json")
+    assert record["metrics"]["target_test"]["mean"] == 31.0
+    assert record["config"]["seed"] == 1 and record["history"]["train"]["last"]["loss"] == 0.5
+    assert record["machine"]["logical_cpus"] == os.cpu_count() and record["commit"]
+
+    # Another machine: no run directory, the same committed records.
+    other = P.make_plan("protocol", TINY, seeds=2, out=str(tmp_path / "elsewhere"),
+                        data_dir=str(tmp_path / "tfds"), results=results)
+    assert all(r.done and not r.local for r in other.unique_runs())
+    outcome = execute(other.unique_runs(), launch=lambda r, _: pytest.fail("ran again"),
+                      log=lambda _: None)
+    assert not outcome.ran
+    assert report.write_results(other) == report.write_results(first)
+
+    # A missing record of a run that starts from a recorded one: the parent's weights
+    # are not in any record, so the parent trains again here, then the child.
+    os.remove(other.runs["headfreeze_b"][0].record)
+    other = P.make_plan("protocol", TINY, seeds=2, out=str(tmp_path / "elsewhere"),
+                        data_dir=str(tmp_path / "tfds"), results=results)
+    todo = {(r.row.key, r.seed) for r in other.unique_runs() if not r.done}
+    assert todo == {("mtl_src_converged", 0), ("headfreeze_b", 0)}
+
+
+def test_holm_adjustment_is_the_step_down_of_holm_1979():
+    got = A.holm([0.01, 0.04, 0.03, float("nan")])
+    assert got[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(got[3])
+    assert A.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_paired_comparisons_pair_by_seed_with_t_intervals():
+    from scipy import stats
+
+    a = {0: {"mean": 30.0}, 1: {"mean": 31.5}, 2: {"mean": 29.0}}
+    b = {0: {"mean": 31.0}, 1: {"mean": 33.0}, 2: {"mean": 29.5}, 3: {"mean": 10.0}}
+    c = {0: {"mean": 40.0}}
+    got = A.paired_comparisons({"a": a, "b": b, "c": c}, (("a", "b"), ("c", "b")))
+    ab, cb = got
+    assert ab.seeds == [0, 1, 2] and ab.differences == [-1.0, -1.5, -0.5]  # seed 3 unpaired
+    assert ab.mean == pytest.approx(-1.0)
+    ref = stats.ttest_rel([30.0, 31.5, 29.0], [31.0, 33.0, 29.5])
+    assert ab.p == pytest.approx(ref.pvalue)
+    half = stats.t.ppf(0.975, 2) * np.std([-1.0, -1.5, -0.5], ddof=1) / np.sqrt(3)
+    assert (ab.ci_low, ab.ci_high) == pytest.approx((-1.0 - half, -1.0 + half))
+    assert ab.p_holm == pytest.approx(ab.p)  # the one-seed comparison is not in the family
+    assert cb.seeds == [0] and np.isnan(cb.p) and np.isnan(cb.p_holm)
+    text = A.paired_markdown(got, {"a": "A", "b": "B", "c": "C"})
+    assert "| A − B | 3 | -1.00" in text and "| C − B | 1 | +9.00 | — | — | — |" in text
+
+
+def test_study_table_reports_its_pre_registered_pairs(tmp_path):
+    from tada_keras.experiments import report
+
+    study = _plan("study_pretrained", tmp_path, seeds=3)
+    protocol = _plan("protocol", tmp_path, seeds=3)
+    assert {r.model_dir for r in study.unique_runs()} == {
+        r.model_dir for r in protocol.unique_runs()}  # the same runs, shared
+    keys = {r.key for r in study.rows}
+    assert all(a in keys and b in keys for a, b in study.table.pairs)
+    execute(study.unique_runs(), launch=lambda r, _: _finish_with_files(r),
+            log=lambda _: None)
+    text = report.write_results(study)
+    assert "Pre-registered paired comparisons" in text
+    assert "| MTL (+both) (a) − Baseline | 3 | +0.00 |" in text  # equal fake metrics
+    assert os.path.isfile(os.path.join(report.table_dir(study), "paired_differences.png"))
+    with open(os.path.join(report.table_dir(study), "results.json")) as f:
+        assert len(json.load(f)["paired"]) == 3
+
+
+def test_learning_curve_scales_the_steps():
+    table = P.TABLES["learning_curve"]
+    scales = sorted({r.steps_scale for r in table.rows})
+    assert scales == [0.5, 1, 2, 3] and len(table.rows) == 8
+
+
 # --- end to end ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):

@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "benchmarks"))
-from subpixel import SubpixelConv2DTranspose  # noqa: E402
-from tada_keras.training.backend import value_and_gradients  # noqa: E402
+from subpixel import SubpixelConv2DTranspose
+
+from tada_keras.training.backend import value_and_gradients
 
 
 def _pair(filters, kernel, stride, channels, seed):

@@ -32,6 +32,10 @@ flags.DEFINE_string("da_method", None, "DA method of Tables 1 and 3 (default: th
                     "for the data: tsai for embedded/indoor, dann for faces).")
 flags.DEFINE_string("frontal_source", None, "Pose-matched source dataset for Table 3 when "
                     "--data has none.")
+flags.DEFINE_string("results", None, "Folder of committed run records (small JSON per "
+                    "finished run; see tada_keras/experiments/records.py): recorded runs "
+                    "count as finished on any machine, so a study can be completed across "
+                    "sessions. E.g. docs/results/<study>.")
 flags.DEFINE_bool("dry_run", False, "List the runs and their commands; train nothing.")
 flags.DEFINE_bool("list", False, "List the tables and their rows.")
 flags.DEFINE_bool("figures", True, "Draw the figures after training.")
@@ -75,8 +79,10 @@ def main(argv):
         plan = make_plan(FLAGS.table, FLAGS.data, FLAGS.seeds, FLAGS.out, steps=FLAGS.steps,
                          data_dir=FLAGS.data_dir, train_flags=tuple(FLAGS.train_flag),
                          rows=FLAGS.rows, da=FLAGS.da_method,
-                         frontal_source=FLAGS.frontal_source)
+                         frontal_source=FLAGS.frontal_source, results=FLAGS.results)
         check_out_dir(plan.out, plan.base, write=not FLAGS.dry_run)
+        if FLAGS.results:  # its records are named relative to the same base settings
+            check_out_dir(FLAGS.results, _portable(plan.base), write=not FLAGS.dry_run)
     except PlanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -85,7 +91,8 @@ def main(argv):
         from tada_keras.experiments.runner import train_command
 
         for run in runs:
-            state = "done" if run.done else "todo"
+            state = ("done" if run.local else "recorded" if run.done else
+                     "todo (weights needed)" if run.recorded else "todo")
             print(f"{state}  {run.row.label} · seed {run.seed} · {run.steps} steps\n"
                   f"      {' '.join(train_command(run)[1:])}")
         print(f"{len(runs)} runs, {sum(not r.done for r in runs)} to train")
@@ -113,6 +120,14 @@ def main(argv):
         print(f"{problems} runs did not finish; re-run the same command to retry them",
               file=sys.stderr)
     return 1 if problems else 0
+
+
+def _portable(base):
+    """The base settings without machine-specific paths (records move between machines)."""
+    import dataclasses
+
+    return dataclasses.replace(base, data_dir=None, model_dir="", source_manual_dir=None,
+                               target_manual_dir=None)
 
 
 if __name__ == "__main__":

@@ -218,3 +218,77 @@ def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str]) -> str:
 
 def _num(x: float) -> str:
     return "" if x is None or math.isnan(x) else f"{x:.6g}"
+
+
+# --- pre-registered paired comparisons ------------------------------------------------------
+@dataclasses.dataclass
+class Paired:
+    """A − B over the seeds both rows finished (the same seed = the same initial weights
+    and data order for both, so the per-seed differences are paired)."""
+
+    a: str
+    b: str
+    seeds: list[int]
+    differences: list[float]
+    mean: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p: float = math.nan
+    p_holm: float = math.nan
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979), in the input order; nan stays nan
+    and does not count towards the family size."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m, adjusted, running = len(order), [math.nan] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))  # monotone step-down
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_comparisons(by_seed: dict[str, dict[int, dict[str, float]]],
+                       pairs: tuple[tuple[str, str], ...], metric: str = "mean",
+                       confidence: float = 0.95) -> list[Paired]:
+    """Mean paired difference, its t confidence interval, the paired t-test p-value, and
+    Holm's adjustment over the comparisons that could be computed (the family)."""
+    from scipy import stats
+
+    out = []
+    for a, b in pairs:
+        seeds = sorted(set(by_seed.get(a, {})) & set(by_seed.get(b, {})))
+        diffs = [by_seed[a][s][metric] - by_seed[b][s][metric] for s in seeds]
+        cmp = Paired(a, b, seeds, diffs)
+        if diffs:
+            cmp.mean = float(np.mean(diffs))
+        if len(diffs) >= 2 and np.std(diffs) > 0:
+            test = stats.ttest_1samp(diffs, 0.0)
+            ci = test.confidence_interval(confidence)
+            cmp.p, cmp.ci_low, cmp.ci_high = float(test.pvalue), float(ci.low), float(ci.high)
+        out.append(cmp)
+    for cmp, adjusted in zip(out, holm([c.p for c in out])):
+        cmp.p_holm = adjusted
+    return out
+
+
+def paired_markdown(comparisons: list[Paired], labels: dict[str, str], metric: str = "mean",
+                    alpha: float = ALPHA) -> str:
+    head = (f"| comparison (A − B, target {metric} °) | seeds | mean difference | 95 % CI | "
+            "paired t p | Holm p |")
+    lines = [head, "|---|---:|---:|---|---:|---:|"]
+
+    def num(v, fmt):
+        return "—" if math.isnan(v) else format(v, fmt)
+
+    for c in comparisons:
+        mark = " *" if not math.isnan(c.p_holm) and c.p_holm < alpha else ""
+        ci = ("—" if math.isnan(c.ci_low) else f"[{c.ci_low:+.2f}, {c.ci_high:+.2f}]")
+        lines.append(f"| {labels.get(c.a, c.a)} − {labels.get(c.b, c.b)} | {len(c.seeds)} | "
+                     f"{num(c.mean, '+.2f')}{mark} | {ci} | {num(c.p, '.3f')} | "
+                     f"{num(c.p_holm, '.3f')} |")
+    lines.append("")
+    lines.append(f"Negative = A has the lower error. `*`: Holm-adjusted p < {alpha} over the "
+                 f"{sum(not math.isnan(c.p) for c in comparisons)} comparisons of this "
+                 "pre-registered family; CI: Student t over seeds (n − 1 d.o.f.).")
+    return "\n".join(lines)

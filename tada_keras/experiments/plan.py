@@ -49,10 +49,33 @@ class PlannedRun:
     args: tuple[str, ...]
     config: RunConfig
     parent: str | None = None  # model_dir of the run whose weights initialise this one
+    record: str | None = None  # its committed record (tada_keras.experiments.records)
+    needs_weights: bool = False  # an unfinished run starts from its final weights
+
+    @property
+    def local(self) -> bool:
+        """Finished on this machine (its model_dir holds metrics, weights, figures)."""
+        return os.path.exists(os.path.join(self.model_dir, "metrics.json"))
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self.record) and os.path.isfile(self.record)
 
     @property
     def done(self) -> bool:
-        return os.path.exists(os.path.join(self.model_dir, "metrics.json"))
+        if self.local:
+            return True
+        return self.recorded and not (self.needs_weights and not os.path.isfile(
+            final_weights(self.model_dir, self.config)))
+
+    def metrics(self) -> dict:
+        """Its metrics.json, from the run directory or else from its record."""
+        if self.local:
+            with open(os.path.join(self.model_dir, "metrics.json")) as f:
+                return json.load(f)
+        from tada_keras.experiments.records import read_metrics
+
+        return read_metrics(self.record)
 
     @property
     def phase_steps(self) -> dict[str, int]:
@@ -248,8 +271,11 @@ def select_rows(table: Table, keys: list[str] | None) -> tuple[Row, ...]:
 def make_plan(table: str, data: str, seeds: int, out: str, *, steps: int | None = None,
               data_dir: str | None = None, train_flags: tuple[str, ...] = (),
               rows: list[str] | None = None, da: str | None = None,
-              frontal_source: str | None = None) -> Plan:
-    """Every run of ``table`` on ``data``, validated; raises ``PlanError``."""
+              frontal_source: str | None = None, results: str | None = None) -> Plan:
+    """Every run of ``table`` on ``data``, validated; raises ``PlanError``.
+
+    ``results``: the folder of committed run records (``records.py``), or None.
+    """
     if table not in TABLES:
         raise PlanError(f"--table={table!r}: expected one of {list(TABLES)}")
     if seeds < 1:
@@ -299,11 +325,30 @@ def make_plan(table: str, data: str, seeds: int, out: str, *, steps: int | None 
                 init = final_weights(parent, parent_run.config)
                 run_args.append(f"--init_from={init}")
                 run_cfg = dataclasses.replace(run_cfg, init_from=init)
-            per_seed.append(PlannedRun(row, seed, model_dir, tuple(run_args), run_cfg, parent))
+            record = (os.path.join(os.path.abspath(results), slugs[row.key],
+                                   f"seed_{seed}.json") if results else None)
+            per_seed.append(PlannedRun(row, seed, model_dir, tuple(run_args), run_cfg, parent,
+                                       record))
         runs[row.key] = tuple(per_seed)
         _validate(row, per_seed[0])
     _check_datasets(base, [r[0].config for r in runs.values()])
+    runs = _mark_needed_weights(runs)
     return Plan(spec, data_name, base, selected, runs, out)
+
+
+def _mark_needed_weights(runs: dict[str, tuple[PlannedRun, ...]]):
+    """A run that an unfinished run starts from must have its weights here, not only a
+    record (records hold no weights); repeated until stable for chains of parents."""
+    changed = True
+    while changed:
+        changed = False
+        pending = {r.parent for rs in runs.values() for r in rs if r.parent and not r.done}
+        for key, rs in runs.items():
+            new = tuple(dataclasses.replace(r, needs_weights=True)
+                        if r.model_dir in pending and not r.needs_weights else r for r in rs)
+            if new != rs:
+                runs[key], changed = new, True
+    return runs
 
 
 def _check_flags_exist(table: Table, rows: tuple[Row, ...], row_args: dict) -> None:

@@ -16,8 +16,9 @@ def table_dir(plan: Plan) -> str:
 
 
 def finished_dirs(plan: Plan) -> dict[str, list[str]]:
-    """Row key -> model dirs of its finished runs (seed order)."""
-    return {key: [r.model_dir for r in runs if r.done] for key, runs in plan.runs.items()}
+    """Row key -> model dirs of its runs finished on this machine (seed order; a run known
+    only from its record has no weights for the figures)."""
+    return {key: [r.model_dir for r in runs if r.local] for key, runs in plan.runs.items()}
 
 
 def _uses_target_main(plan: Plan, key: str) -> bool:
@@ -37,32 +38,73 @@ def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
     """Aggregates every finished run; writes the three files; returns the Markdown."""
     labels = {r.key: r.label for r in plan.rows}
     results, raw = {}, {}
-    for key, dirs in finished_dirs(plan).items():
-        metrics = []
-        for d in dirs:
-            with open(os.path.join(d, "metrics.json")) as f:
-                metrics.append(json.load(f))
-        results[key] = [A.flat_metrics(m) for m in metrics]
-        raw[key] = {"label": labels[key], "model_dirs": dirs, "per_seed": results[key]}
+    for key, runs in plan.runs.items():
+        finished = [r for r in runs if r.done]
+        if not finished:
+            continue
+        results[key] = [A.flat_metrics(r.metrics()) for r in finished]
+        raw[key] = {"label": labels[key], "model_dirs": [r.model_dir for r in finished],
+                    "records": [r.record for r in finished if r.recorded],
+                    "per_seed": results[key]}
     reference = plan.table.reference if plan.table.reference in results else None
     oracle = tuple(k for k in results if _uses_target_main(plan, k))
     stats = A.aggregate(results, reference, exclude_from_best=oracle)
-    text = "\n\n".join([
-        caption(plan),
-        A.markdown_table(stats, labels, alpha),
-        A.legend(labels.get(reference), alpha),
-    ]) + "\n"
+    parts = [caption(plan), A.markdown_table(stats, labels, alpha),
+             A.legend(labels.get(reference), alpha)]
     out = table_dir(plan)
     os.makedirs(out, exist_ok=True)
+    paired = []
+    if plan.table.pairs:
+        by_seed = {key: {r.seed: A.flat_metrics(r.metrics()) for r in runs if r.done}
+                   for key, runs in plan.runs.items()}
+        paired = A.paired_comparisons(by_seed, plan.table.pairs)
+        parts.append("Pre-registered paired comparisons:\n\n"
+                     + A.paired_markdown(paired, labels, alpha=alpha))
+        _paired_figure(paired, labels, os.path.join(out, "paired_differences.png"))
+    text = "\n\n".join(parts) + "\n"
     _write(os.path.join(out, "results.md"), text)
     _write(os.path.join(out, "results.csv"), A.csv_table(stats, labels))
     summary = {"table": plan.table.name, "data": plan.data, "reference": reference,
                "alpha": alpha, "rows": raw,
+               "paired": [dataclasses.asdict(c) for c in paired],
                "stats": {k: {m: dataclasses.asdict(c) for m, c in v.items()}
                          for k, v in stats.items()}}
     _write(os.path.join(out, "results.json"),
            json.dumps(summary, indent=2, default=str, allow_nan=True))
     return text
+
+
+def _paired_figure(paired, labels, path) -> None:
+    """Per-seed paired differences, one line per seed across the comparisons."""
+    if not any(c.differences for c in paired):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2.2 + 2.0 * len(paired), 3.6))
+    seeds = sorted({s for c in paired for s in c.seeds})
+    for seed in seeds:
+        xs = [i for i, c in enumerate(paired) if seed in c.seeds]
+        ys = [c.differences[c.seeds.index(seed)] for c in paired if seed in c.seeds]
+        ax.plot(xs, ys, marker="o", alpha=0.7, label=f"seed {seed}")
+    for i, c in enumerate(paired):
+        if not c.differences:
+            continue
+        ax.hlines(c.mean, i - 0.25, i + 0.25, colors="black", linewidth=2)
+        if c.ci_low == c.ci_low:  # not nan
+            ax.vlines(i, c.ci_low, c.ci_high, colors="black", linewidth=1)
+    ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(paired)))
+    ax.set_xticklabels([f"{labels.get(c.a, c.a)}\n− {labels.get(c.b, c.b)}" for c in paired],
+                       fontsize=7)
+    ax.set_ylabel("target test mean error difference (°)\nnegative: A better")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("Paired differences per seed (black: mean and 95 % CI)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _write(path: str, text: str) -> None:

@@ -10,7 +10,6 @@ one line when a run starts, one per phase, and one when it ends, with an ETA.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import subprocess
@@ -122,9 +121,13 @@ def execute(runs: list[PlannedRun], launch: Launcher = launch_subprocess,
 
         code = launch(run, on_line)
         elapsed = clock() - start
-        if code == 0 and run.done:
+        if code == 0 and run.local:
             progress.add(run.steps, elapsed)
             outcome.ran.append(run)
+            if run.record:
+                from tada_keras.experiments.records import write_record
+
+                write_record(run.record, run.model_dir, list(run.args), elapsed)
             log(f"{tag} · done in {format_duration(elapsed)} · target "
                 f"{_summary(run)} · ETA {format_duration(progress.eta())}")
         else:
@@ -137,8 +140,7 @@ def execute(runs: list[PlannedRun], launch: Launcher = launch_subprocess,
 
 
 def _summary(run: PlannedRun) -> str:
-    with open(os.path.join(run.model_dir, "metrics.json")) as f:
-        t = json.load(f)["target_test"]
+    t = run.metrics()["target_test"]
     return f"mean {t['mean']:.2f}° median {t['median']:.2f}° <11.25° {t['a11_25']:.3f}"
 
 

@@ -51,6 +51,8 @@ class Table:
         frontal: replace the source by the data's pose-matched ("frontal") variant.
         data: data presets that have what the rows need (None: every preset).
         split_note: which target split the metrics come from, for the caption.
+        pairs: pre-registered paired comparisons ``(A, B)`` (row keys; A − B per seed),
+            reported with confidence intervals and Holm-adjusted p-values as one family.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Table:
     frontal: bool = False
     data: tuple[str, ...] | None = None
     split_note: str = "target test"
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,10 @@ DATA = {
     # The embedded benchmark is indoor-like, so its DA default follows the indoor column.
     "embedded": DataPreset("configs/demo_scratch.flags", "tsai",
                            ("--source_dataset=sim2real_rooms/matched",)),
+    # The paper's regime on the embedded benchmark: the ImageNet-pretrained EfficientNet-Lite0
+    # of the demo (docs/study_pretrained.md).
+    "pretrained": DataPreset("configs/demo.flags", "tsai",
+                             ("--source_dataset=sim2real_rooms/matched",)),
     "indoor": DataPreset("configs/indoor.flags", "tsai", None),
     "faces": DataPreset("configs/faces.flags", "dann",
                         ("--source_dataset=sfsnet_synthetic/frontal",)),
@@ -196,6 +203,20 @@ TABLES = {t.name: t for t in (
           (BASELINE,
            Row("mtl_both", "MTL (+both) (a)", MTL_BOTH.flags),
            Row("headfreeze", "HeadFreeze (a)", HEADFREEZE.flags)) + _protocol_b_rows()),
+    # docs/study_pretrained.md, comparisons 1-3 (the same runs as "protocol").
+    Table("study_pretrained", "Pre-registered study, comparisons 1-3: MTL (+both) vs "
+          "Baseline, HeadFreeze vs MTL (+both) under protocols (a) and (b)",
+          (BASELINE,
+           Row("mtl_both", "MTL (+both) (a)", MTL_BOTH.flags),
+           Row("headfreeze", "HeadFreeze (a)", HEADFREEZE.flags)) + _protocol_b_rows(),
+          pairs=(("mtl_both", "baseline"), ("headfreeze", "mtl_both"),
+                 ("headfreeze_b", "mtl_both_b"))),
+    # docs/study_pretrained.md: the step budget comes from this curve (source val only).
+    Table("learning_curve", "Learning curve: Baseline and MTL (+both) at 1/2, 1, 2 and 3 "
+          "times --steps",
+          tuple(Row(f"{r.key}_x{str(k).replace('.', '_')}", f"{r.label}, {k}x steps",
+                    r.flags, steps_scale=k)
+                for r in (BASELINE, MTL_BOTH) for k in (0.5, 1, 2, 3))),
     Table("bn_exposure", "Ablation: batch-norm exposure to target images of the methods "
           "that use no target label",
           tuple(_bn(r, on) for r in (BASELINE, MTL_SRC, HEADFREEZE) for on in (True, False))),
