@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
+
+from tada_keras.experiments.records import commit, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "docs", "results", "domain_gap")
@@ -40,26 +41,6 @@ ROWS = {
 }
 COLUMNS = (("source_val", "mean"), ("target_test", "mean"), ("target_test", "median"),
            ("target_test", "a11_25"))
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": platform.platform()}
 
 
 def _write(name: str, record: dict) -> None:
@@ -93,7 +74,7 @@ def run(data_dir: str, runs_dir: str) -> None:
     if {"constant", "reference"} & set(missing):
         for name, metrics in _predictor_rows(data_dir).items():
             _write(name, {"row": name, "metrics": metrics, "machine": machine(),
-                          "commit": _commit(),
+                          "commit": commit(),
                           "command": "datasets/sim2real_rooms/measure.py predictors"})
             print(f"recorded {name}: target test {metrics['target_test']['mean']:.2f}°")
     for name in missing:
@@ -113,7 +94,7 @@ def run(data_dir: str, runs_dir: str) -> None:
         with open(os.path.join(model_dir, "config.json")) as f:
             config = json.load(f)
         _write(name, {"row": name, "config": config, "machine": machine(),
-                      "commit": _commit(), "seconds": round(time.time() - start, 1),
+                      "commit": commit(), "seconds": round(time.time() - start, 1),
                       "command": "python -m tada_keras.train --flagfile=configs/demo.flags "
                       + " ".join(flags),
                       "metrics": {k: metrics[k] for k in ("target_test", "source_val")}})
