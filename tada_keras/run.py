@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -491,7 +492,13 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
             first = sum(steps[p.name] for p in method.phases[:method.phases.index(phase)])
             callbacks.append(da_config.monitor(cfg, phase.name, first, log))
         t0 = time.time()
-        with distribute.synchronized_batchnorm(model):
+        with distribute.synchronized_batchnorm(model), warnings.catch_warnings():
+            if not weights.uses_anchor:
+                # The anchor's output layer exists but no loss of this phase reaches it:
+                # Keras's "Gradients do not exist for variables ['segmentation/...']" is
+                # expected here, not a user error.
+                warnings.filterwarnings("ignore", message="Gradients do not exist for "
+                                        "variables", category=UserWarning)
             history = model.fit(dataset, epochs=epochs, steps_per_epoch=cfg.steps_per_epoch,
                                 callbacks=callbacks, verbose=verbose,
                                 shuffle=False, initial_epoch=start_epoch)
