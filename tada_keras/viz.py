@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from tada_keras import conventions as C
 from tada_keras import metrics as M
@@ -63,6 +64,7 @@ def training_curves(histories: dict, path):
                 ax.plot(np.arange(1, len(values) + 1), values, label=key)
         ax.set_title(phase)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     _save(fig, path)
 
