@@ -9,12 +9,14 @@ from absl import flags
 from tada_keras.methods import METHOD_NAMES
 from tada_keras.models import BACKBONES, FREEZE_POINTS
 from tada_keras.run import DTYPE_POLICIES, RunConfig
+from tada_keras.tasks import tasks_for_role
 from tada_keras.training.distribute import DISTRIBUTIONS
 
 HELP = {
     "model_dir": "Output directory (checkpoints, metrics.json, figures, TensorBoard logs).",
     "method": "Which losses train when (see tada_keras.methods).",
-    "main_task": "Main task (labelled on the source only).",
+    "main_task": "Main task (labelled on the source only): surface normals (the paper's) or "
+                 "depth (scale-invariant log loss; docs/tasks.md).",
     "anchor_task": "Anchor task (labelled on both domains).",
     "source_dataset": "TFDS name[/config] of the source (synthetic) dataset.",
     "target_dataset": "TFDS name[/config] of the target (real) dataset.",
@@ -93,8 +95,8 @@ HELP = {
 }
 ENUMS = {
     "method": list(METHOD_NAMES),
-    "anchor_task": ["segmentation", "keypoints"],
-    "main_task": ["normals"],
+    "anchor_task": tasks_for_role("anchor"),
+    "main_task": tasks_for_role("main"),
     "backbone": list(BACKBONES),
     "freeze_after": list(FREEZE_POINTS),
     "jit_compile": ["auto", "true", "false"],

@@ -1,14 +1,16 @@
-"""Predict surface normals for image files.
+"""Predict the main task (surface normals, or depth) for image files.
 
     python -m tada_keras.predict --model_dir=runs/demo/headfreeze --images=a.png,b.jpg \
         --out=predictions/
 
 Writes ``<name>_normals.png`` ((n + 1) / 2 as RGB) and ``<name>_normals.npy`` (float32
 unit normals in the camera frame, x right, y up, z toward the camera) at the input image's
-resolution. Images of any size are zero-padded to a multiple of 32 (the padding is cropped
-from the prediction); ``--input_size`` resizes them to a square first instead. 8- and
-16-bit, grey and colour PNG/JPEG are read at their full range; two inputs with the same file
-name get distinct output names.
+resolution; a depth run writes ``<name>_depth.npy`` (float32 metres) and
+``<name>_depth.png`` (a colour map of that image's range, near = bright). Images of any
+size are zero-padded to a multiple of 32 (the padding is cropped from the prediction);
+``--input_size`` resizes them to a square first instead. 8- and 16-bit, grey and colour
+PNG/JPEG are read at their full range; two inputs with the same file name get distinct
+output names.
 """
 
 from __future__ import annotations
@@ -67,9 +69,7 @@ def output_stems(paths, out_dir):
 
 def main(argv):
     del argv
-    from tada_keras.metrics import resize_normals
-    from tada_keras.run import load_run, predict_normals
-    from tada_keras.viz import normals_to_rgb
+    from tada_keras.run import load_run, predict_padded
 
     if not FLAGS.images or not FLAGS.out:
         print("error: --images and --out are required", file=sys.stderr)
@@ -96,15 +96,14 @@ def main(argv):
 
     os.makedirs(FLAGS.out, exist_ok=True)
     for path, stem, image in zip(FLAGS.images, output_stems(FLAGS.images, FLAGS.out), images):
-        normals = predict_normals(model, image[None])
         height, width = image.shape[:2]
         if size:  # back to the file's own size
             with Image.open(path) as original:
                 width, height = _oriented_size(original)
-        normals = resize_normals(normals, height, width)[0]
-        np.save(stem + "_normals.npy", normals.astype(np.float32))
-        Image.fromarray(normals_to_rgb(normals)).save(stem + "_normals.png")
-        print(f"{path} -> {stem}_normals.png, {stem}_normals.npy {normals.shape}")
+        prediction = model.main.postprocess(predict_padded(model, image[None]),
+                                            (height, width))[0]
+        written = model.main.save_prediction(stem, prediction)
+        print(f"{path} -> {', '.join(written)} {prediction.shape}")
     return 0
 
 

@@ -115,7 +115,7 @@ class RunConfig:
 def validate(cfg: RunConfig) -> None:
     """Raises ValueError naming the offending flag; called before anything is written."""
     from tada_keras.models import BACKBONES, FREEZE_POINTS
-    from tada_keras.tasks import available_tasks
+    from tada_keras.tasks import tasks_for_role
 
     if not cfg.model_dir:
         raise ValueError("--model_dir is required")
@@ -128,7 +128,10 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"--model_dir={cfg.model_dir}: {ancestor} is not writable")
     if cfg.method not in METHOD_NAMES:
         raise ValueError(f"--method={cfg.method!r}: expected one of {list(METHOD_NAMES)}")
-    anchors = [t for t in available_tasks() if t != cfg.main_task]
+    mains = tasks_for_role("main")
+    if cfg.main_task not in mains:
+        raise ValueError(f"--main={cfg.main_task!r}: expected one of {mains}")
+    anchors = [t for t in tasks_for_role("anchor") if t != cfg.main_task]
     if cfg.anchor_task not in anchors:
         raise ValueError(f"--anchor={cfg.anchor_task!r}: expected one of {anchors}")
     if cfg.backbone not in BACKBONES:
@@ -243,22 +246,26 @@ def _dataset_info(name, data_dir, manual_dir=None, flag="source_dataset"):
         raise ValueError(f"--{flag}={name}: {first}") from None
 
 
-def _task_feature(task: str) -> str:
+def _task_class(task: str):
     from tada_keras.tasks import _REGISTRY, available_tasks
 
     available_tasks()
-    return _REGISTRY[task].label_keys[0]
+    return _REGISTRY[task]
+
+
+def _task_features(task: str) -> set[str]:
+    return set(_task_class(task)().required_features())
 
 
 def check_data(cfg: RunConfig, method) -> None:
     """Every dataset, split and label feature the run will read exists (before anything is
     written). Raises ValueError naming the flag."""
-    main, anchor = _task_feature(cfg.main_task), _task_feature(cfg.anchor_task)
+    main, anchor = _task_features(cfg.main_task), _task_features(cfg.anchor_task)
     w = [p.weights for p in method.phases]
-    needs = {"source": {main} | ({anchor} if any(x.uses_anchor for x in w) else set()),
-             "target": {main}}  # target test is scored on the main task
+    needs = {"source": main | (anchor if any(x.uses_anchor for x in w) else set()),
+             "target": set(main)}  # target test is scored on the main task
     if any(x.target_anchor > 0 for x in w):
-        needs["target"].add(anchor)
+        needs["target"] |= anchor
     sizes = {}
     for domain in ("source", "target"):
         name = getattr(cfg, f"{domain}_dataset")
@@ -295,15 +302,10 @@ def check_data(cfg: RunConfig, method) -> None:
 
 
 def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
+    """The tasks' constructor arguments, read from the source dataset's TFDS info."""
     info = _dataset_info(cfg.source_dataset, cfg.data_dir, cfg.source_manual_dir)
-    anchor = {}
-    if cfg.anchor_task == "segmentation":
-        feature = info.features[C.SEGMENTATION]
-        anchor["num_classes"] = int(getattr(feature, "num_classes", None) or
-                                    C.NYU40_NUM_CLASSES)
-    elif cfg.anchor_task == "keypoints":
-        anchor["num_keypoints"] = int(info.features[C.KEYPOINTS].shape[0])
-    return {}, anchor
+    return (_task_class(cfg.main_task).config_from_info(info),
+            _task_class(cfg.anchor_task).config_from_info(info))
 
 
 # Paths that name where things are, not what the run is: compared by what they point at.
@@ -361,8 +363,8 @@ def build_run_model(cfg: RunConfig):
 def data_spec(cfg: RunConfig, model):
     from tada_keras.data import DataSpec
 
-    k = model.anchor.num_keypoints if cfg.anchor_task == "keypoints" else 0
-    return DataSpec(main_task=cfg.main_task, anchor_task=cfg.anchor_task, num_keypoints=k,
+    del model  # the tasks read their labels themselves (Task.read_dense / make_labels)
+    return DataSpec(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
                     crop_size=cfg.crop_size, image_size=cfg.image_size)
 
 
@@ -517,6 +519,7 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     results = evaluate_model(model, cfg, spec, log=log)
     results["timings_s"] = timings
     results["method"] = method.name
+    results["main_task"] = cfg.main_task
     if cfg.da != "none":
         results["discriminator"] = da_config.finish(model, cfg, log)
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=_jit(cfg))
@@ -553,9 +556,17 @@ def _float(text):
         return float("nan")
 
 
+def predict_main(model, images, size=None):
+    """The main task's prediction of a batch of images of any size (its ``postprocess``:
+    unit normals, depth in metres), at 1/2 input size or resized to ``size`` = (H, W)."""
+    return model.main.postprocess(predict_padded(model, images), size)
+
+
 def predict_normals(model, images):
-    normals = np.asarray(predict_padded(model, images)["normals"], np.float32)
-    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+    """Unit normals (B, h, w, 3) at 1/2 input size (``predict_main`` of a normals model)."""
+    if model.main.name != "normals":
+        raise ValueError(f"this run's main task is {model.main.name!r}, not normals")
+    return predict_main(model, images)
 
 
 def predict_padded(model, images):
@@ -590,23 +601,19 @@ def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
         name, split, manual, domain = eval_split(cfg, key)
         ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec,
                           domain, cfg.eval_batch_size, cfg.eval_input_size, cfg.eval_scale)
-        acc = M.NormalErrorAccumulator()
-        confusion = None
+        main, anchor = model.main.evaluator(), (model.anchor.evaluator()
+                                                 if model.anchor is not None else None)
         for images, labels in ds.as_numpy_iterator():
             out = predict_padded(model, images)
-            acc.update(out["normals"], labels[C.NORMALS], labels[C.NORMALS_MASK])
-            if cfg.anchor_task == "segmentation" and "segmentation" in out:
-                gt = labels[C.SEGMENTATION]
-                pred = keras.ops.convert_to_numpy(keras.ops.image.resize(
-                    out["segmentation"], gt.shape[1:3], interpolation="bilinear"))
-                cm = M.confusion_matrix(pred.argmax(-1), gt, model.anchor.num_classes)
-                confusion = cm if confusion is None else confusion + cm
-        results[key] = acc.result()
-        if results[key][M.NONFINITE_KEY] > 0:
+            main.update(out, labels)
+            if anchor is not None:
+                anchor.update(out, labels)
+        results[key] = main.result()
+        if results[key].get(M.NONFINITE_KEY, 0) > 0:
             log(f"warning: {key}: {100 * results[key][M.NONFINITE_KEY]:.2f} % of the valid "
-                f"pixels have non-finite predictions; each counts as {M.NONFINITE_ERROR:.0f}°")
-        if confusion is not None:
-            results[f"{key}_anchor_miou"] = M.mean_iou(confusion)
+                f"pixels have non-finite predictions; each counts as the worst error")
+        for name, value in (anchor.result() if anchor is not None else {}).items():
+            results[f"{key}_anchor_{name}"] = value
         log(f"{key}: " + " ".join(f"{k}={v:.4f}" for k, v in results[key].items()))
     return results
 

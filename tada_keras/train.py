@@ -18,12 +18,15 @@ define_run_flags()
 
 
 def summary_table(results: dict) -> str:
-    from tada_keras.metrics import STAT_KEYS
+    """The main task's metrics (its result-table columns, in order) per evaluated split."""
+    from tada_keras.tasks import get_task
 
-    rows = [("split",) + STAT_KEYS]
+    task = get_task(results.get("main_task", "normals"))
+    keys = task.summary_keys or tuple(c.key for c in task.columns)
+    rows = [("split",) + keys]
     for key in ("target_test", "source_val"):
         if key in results:
-            rows.append((key,) + tuple(f"{results[key][k]:.4f}" for k in STAT_KEYS))
+            rows.append((key,) + tuple(f"{results[key][k]:.4f}" for k in keys))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 

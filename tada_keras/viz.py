@@ -1,4 +1,5 @@
-"""matplotlib figures: normal maps, error maps, training curves."""
+"""matplotlib figures of a run: the main task's panels (``Task.figure_rows``) and training
+curves."""
 
 from __future__ import annotations
 
@@ -12,44 +13,51 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from tada_keras import conventions as C
-from tada_keras import metrics as M
+from tada_keras.tasks.normals import angular_error_map, normals_to_rgb  # noqa: F401
 
 
-def normals_to_rgb(normals, mask=None):
-    """Camera-frame normals -> RGB uint8 ((n + 1) / 2, invalid pixels black)."""
-    rgb = np.clip((np.asarray(normals, np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
-    if mask is not None:
-        rgb[~np.asarray(mask, bool)] = 0
-    return rgb
+def show_panel(ax, panel: dict):
+    """Draws one ``Task.figure_rows`` panel; returns the image artist."""
+    image = panel["image"]
+    if "cmap" in panel:
+        return ax.imshow(image, cmap=panel["cmap"], vmin=panel.get("vmin"),
+                         vmax=panel.get("vmax"))
+    return ax.imshow(image)
 
 
-def angular_error_map(pred, gt, mask):
-    pred = M.resize_normals(pred[None], gt.shape[0], gt.shape[1])[0]
-    cos = np.clip(np.sum(pred * gt, -1) / np.maximum(np.linalg.norm(gt, axis=-1), 1e-6), -1, 1)
-    err = np.degrees(np.arccos(cos))
-    return np.where(mask, err, np.nan)
+def task_figure(task, images, labels: dict, predictions, path, title=""):
+    """Rows: input, then the task's panels (ground truth, prediction, error); one column
+    per image. ``labels``: a batch at ground-truth resolution; ``predictions``: the task's
+    postprocessed batch."""
+    n = len(images)
+    rows = [task.figure_rows(predictions[i], {k: v[i] for k, v in labels.items()})
+            for i in range(n)]
+    depth = 1 + max(len(r) for r in rows)
+    fig, axes = plt.subplots(depth, n, figsize=(2.4 * n, 2.4 * depth), squeeze=False)
+    bars = {}
+    for i in range(n):
+        axes[0, i].imshow(np.clip(images[i], 0, 255).astype(np.uint8))
+        axes[0, i].set_title("input" if i == 0 else "", fontsize=9)
+        for row, panel in enumerate(rows[i], start=1):
+            artist = show_panel(axes[row, i], panel)
+            if i == 0 or "colorbar" in panel:
+                axes[row, i].set_title(panel["title"], fontsize=9)
+            if "colorbar" in panel:
+                bars[row] = (artist, panel["colorbar"])
+        for ax in axes[:, i]:
+            ax.axis("off")
+    for row, (artist, label) in bars.items():
+        fig.colorbar(artist, ax=axes[row, :].tolist(), shrink=0.8, label=label)
+    fig.suptitle(title)
+    _save(fig, path)
 
 
 def qualitative_figure(images, gts, masks, preds, path, title=""):
-    """Rows: input, ground truth, prediction, angular error (degrees)."""
-    n = len(images)
-    fig, axes = plt.subplots(4, n, figsize=(2.4 * n, 9.6), squeeze=False)
-    for i in range(n):
-        err = angular_error_map(preds[i], gts[i], masks[i])
-        cells = [(np.clip(images[i], 0, 255).astype(np.uint8), "input"),
-                 (normals_to_rgb(gts[i], masks[i]), "ground truth"),
-                 (normals_to_rgb(M.resize_normals(preds[i][None], *gts[i].shape[:2])[0]),
-                  "prediction")]
-        for row, (img, label) in enumerate(cells):
-            axes[row, i].imshow(img)
-            axes[row, i].set_title(label if i == 0 else "", fontsize=9)
-        im = axes[3, i].imshow(err, cmap="inferno", vmin=0, vmax=60)
-        axes[3, i].set_title(f"error, mean {np.nanmean(err):.1f}°", fontsize=9)
-        for ax in axes[:, i]:
-            ax.axis("off")
-    fig.colorbar(im, ax=axes[3, :].tolist(), shrink=0.8, label="degrees")
-    fig.suptitle(title)
-    _save(fig, path)
+    """Normals: rows input, ground truth, prediction, angular error (degrees)."""
+    from tada_keras.tasks import get_task
+
+    task_figure(get_task("normals"), images, {C.NORMALS: gts, C.NORMALS_MASK: masks},
+                preds, path, title)
 
 
 def training_curves(histories: dict, path):
@@ -79,14 +87,13 @@ def _save(fig, path):
 
 def write_run_figures(model, cfg, spec, histories, out_dir):
     from tada_keras.data import eval_dataset, load_split
-    from tada_keras.run import eval_split, predict_normals
+    from tada_keras.run import eval_split, predict_main
 
     name, split, manual, domain = eval_split(cfg, "target_test")
     ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec, domain,
                       cfg.num_figures, cfg.eval_input_size, cfg.eval_scale)
     images, labels = next(ds.as_numpy_iterator())
-    preds = predict_normals(model, images)
-    qualitative_figure(images, labels[C.NORMALS], labels[C.NORMALS_MASK], preds,
-                       os.path.join(out_dir, "target_test_examples.png"),
-                       f"{cfg.method} on {cfg.target_dataset}:{cfg.target_test_split}")
+    task_figure(model.main, images, labels, predict_main(model, images),
+                os.path.join(out_dir, "target_test_examples.png"),
+                f"{cfg.method} on {cfg.target_dataset}:{cfg.target_test_split}")
     training_curves(histories, os.path.join(out_dir, "training_curves.png"))

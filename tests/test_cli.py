@@ -74,7 +74,7 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--method=mtl_all"], "--method"),
-    (["--anchor=depth"], "--anchor"),
+    (["--anchor=normals"], "--anchor"),
     (["--flagfile=/nonexistent/x.flags"], "x.flags"),
     (["--method=mtl_both", "--batch_target=0"], "--batch_target=0 conflicts"),
     (["--crop_size=100"], "--crop_size=100"),
@@ -158,7 +158,8 @@ def test_missing_label_features_are_named_before_anything_is_written(monkeypatch
     cfg = run.RunConfig(model_dir=str(tmp_path / "never"), anchor_task="keypoints",
                         method="mtl_both")
     with pytest.raises(ValueError, match="--source_dataset=sim2real_rooms/default has no "
-                                         "keypoints labels, which --method=mtl_both"):
+                                         "keypoints, keypoints_visible labels, which "
+                                         "--method=mtl_both"):
         run.check_data(cfg, get_method("mtl_both"))
     cfg = run.RunConfig(model_dir=str(tmp_path / "never"), anchor_task="keypoints",
                         method="baseline")

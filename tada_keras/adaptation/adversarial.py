@@ -54,14 +54,11 @@ def parse_levels(text, method: str) -> tuple[str, ...]:
 
 
 def output_space(outputs: dict, task: str):
-    """The main task's prediction as the output-space discriminator sees it."""
-    if task == "normals":
-        # Paper, appendix A.1: normals are normalised to unit length before D.
-        n = ops.cast(outputs["normals"], "float32")
-        return n * ops.rsqrt(ops.maximum(ops.sum(n * n, axis=-1, keepdims=True), 1e-12))
-    if task == "segmentation":  # AdaptSegNet's case: class probabilities
-        return ops.softmax(ops.cast(outputs["segmentation"], "float32"), axis=-1)
-    raise ValueError(f"No output space is defined for main task {task!r}")
+    """The main task's prediction as the output-space discriminator sees it (the task's
+    ``output_space``: unit normals, class probabilities, log depth)."""
+    from tada_keras.tasks import get_task
+
+    return get_task(task).output_space(outputs)
 
 
 @keras.saving.register_keras_serializable(package="tada_keras")

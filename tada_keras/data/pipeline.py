@@ -27,7 +27,6 @@ class DataSpec:
 
     Args:
         main_task / anchor_task: task names of the model.
-        num_keypoints: K for the keypoint task.
         crop_size: training crop (square); None trains on whole images.
         image_size: resize (square) applied before cropping / for evaluation; None keeps it.
         label_scale: training labels are resized (nearest) to this fraction of the input,
@@ -36,7 +35,6 @@ class DataSpec:
 
     main_task: str = "normals"
     anchor_task: str | None = "segmentation"
-    num_keypoints: int = 0
     crop_size: int | None = None
     image_size: int | None = None
     label_scale: float = 0.5
@@ -70,21 +68,27 @@ def _resize(image, size, method):
     return tf.image.resize(image, (size, size), method=method)
 
 
+def _task(name):
+    from tada_keras.tasks import get_task
+
+    return get_task(name)
+
+
 def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_anchor: bool,
                     training: bool, seed=None):
-    """One TFDS example dict -> (image float32 [0, 255], labels dict)."""
+    """One TFDS example dict -> (image float32 [0, 255], labels dict).
+
+    Each task decides what it reads (``Task.read_dense`` / ``make_labels``); this function
+    only resizes, crops and colour-shifts, identically for every task.
+    """
+    from tada_keras.tasks.base import Geometry
+
     image = tf.cast(example[C.IMAGE], tf.float32)
-    labels = {}
+    tasks = {"main": spec.main_task, "anchor": spec.anchor_task}
+    tasks = {role: _task(name) for role, name in tasks.items() if name is not None}
     dense = {}
-    if C.NORMALS in example:
-        dense[C.NORMALS] = tf.cast(example[C.NORMALS], tf.float32)
-        mask = example.get(C.NORMALS_MASK)
-        if mask is None:
-            mask = tf.reduce_any(tf.not_equal(dense[C.NORMALS], 0.0), axis=-1)
-        dense[C.NORMALS_MASK] = tf.cast(mask, tf.float32)[..., None]
-    if C.SEGMENTATION in example:
-        seg = tf.cast(example[C.SEGMENTATION], tf.float32)
-        dense[C.SEGMENTATION] = seg if seg.shape.rank == 3 else seg[..., None]
+    for task in tasks.values():
+        dense.update(task.read_dense(example))
 
     if spec.image_size:
         image = _resize(image, spec.image_size, "bilinear")
@@ -105,33 +109,15 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
                                    * spec.label_scale), tf.int32)
         dense = {k: tf.image.resize(v, out, method="nearest") for k, v in dense.items()}
 
+    labels = {}
     flags = {"main": use_main, "anchor": use_anchor}
-    tasks = {"main": spec.main_task, "anchor": spec.anchor_task}
+    geometry = Geometry(image, offset)
     for role, task in tasks.items():
-        if task is None:
-            continue
         present = tf.constant(1.0 if flags[role] else 0.0)
-        if task == "normals":
-            n = dense.get(C.NORMALS)
-            if n is None:
-                raise ValueError("The dataset has no 'normals' feature for the normals task.")
-            labels[C.NORMALS] = n
-            labels[C.NORMALS_MASK] = dense[C.NORMALS_MASK][..., 0] > 0.5
-        elif task == "segmentation":
-            if C.SEGMENTATION not in dense:
-                raise ValueError("The dataset has no 'segmentation' feature for the "
-                                 "segmentation anchor.")
-            labels[C.SEGMENTATION] = tf.cast(dense[C.SEGMENTATION][..., 0], tf.int32)
-        elif task == "keypoints":
-            if C.KEYPOINTS not in example:
-                raise ValueError("The dataset has no 'keypoints' feature for the keypoint "
-                                 "anchor.")
-            points, visible = _keypoints_after_crop(example, image, offset, spec)
-            labels[C.KEYPOINTS] = points
-            labels[C.KEYPOINTS_VISIBLE] = visible
+        labels.update(task.make_labels(example, dense, geometry))
         if role == "anchor" and C.HAS_ANCHOR in example:
             present = present * tf.cast(example[C.HAS_ANCHOR], tf.float32)
-        labels[f"{task}_present"] = present
+        labels[f"{task.name}_present"] = present
     labels[C.DOMAIN] = tf.constant(domain, tf.int32)
     return image, labels
 
@@ -150,19 +136,6 @@ def _random_crop(image, dense, size, seed):
         return tf.ensure_shape(v, [size, size, v.shape[-1]])
 
     return crop(image), {k: crop(v) for k, v in dense.items()}, (oy, ox, h, w)
-
-
-def _keypoints_after_crop(example, image, offset, spec):
-    points = tf.cast(example[C.KEYPOINTS], tf.float32)
-    visible = tf.cast(example[C.KEYPOINTS_VISIBLE], tf.bool)
-    if offset is not None:
-        oy, ox, h, w = (tf.cast(v, tf.float32) for v in offset)
-        size = tf.cast(tf.shape(image)[:2], tf.float32)
-        x = (points[:, 0] * w - ox) / size[1]
-        y = (points[:, 1] * h - oy) / size[0]
-        visible = visible & (x >= 0) & (x < 1) & (y >= 0) & (y < 1)
-        points = tf.stack([x, y, points[:, 2]], axis=-1)
-    return points, visible
 
 
 def _colour_shift(image, seed):

@@ -34,15 +34,10 @@ REF_MARK = "*"  # differs from the reference row (p < ALPHA)
 BEST_MARK = "†"  # worse than the column's best row (p < ALPHA)
 
 
-@dataclasses.dataclass(frozen=True)
-class Column:
-    key: str
-    title: str
-    higher_is_better: bool
-    decimals: int
+from tada_keras.tasks.base import MetricColumn as Column  # noqa: E402
 
-
-# The paper's column order, then 22.5° (which the paper does not report).
+# The normals task's columns in the paper's order (its ``Task.columns``); other main tasks
+# bring theirs (``task_columns``).
 COLUMNS = (
     Column("a11_25", "< 11.25°", True, 3),
     Column("a30", "< 30°", True, 3),
@@ -51,11 +46,32 @@ COLUMNS = (
     Column("median", "Median", False, 2),
     Column("a22_5", "< 22.5°", True, 3),
 )
+
+
+def main_task_of(metrics: dict) -> str:
+    """The main task a run's metrics.json belongs to (runs before it was recorded:
+    normals, the only main task then)."""
+    return metrics.get("main_task", "normals")
+
+
+def task_columns(task_name: str) -> tuple[Column, ...]:
+    from tada_keras.tasks import get_task
+
+    return tuple(get_task(task_name).columns)
+
+
+def primary_metric(task_name: str) -> str:
+    from tada_keras.tasks import get_task
+
+    return get_task(task_name).primary
+
+
 # Reported when the runs have them: (key in flat_metrics, Markdown title or None = CSV only).
 EXTRAS = (
     ("discriminator_fraction_below_55", "disc. acc. < 55 %"),
     ("target_test_anchor_miou", None),
     ("source_val_mean", None),
+    ("source_val_abs_rel", None),
     ("train_seconds", None),
 )
 
@@ -81,8 +97,9 @@ class Cell:
 def flat_metrics(metrics: dict) -> dict[str, float]:
     """A run's metrics.json -> the flat dict the aggregation reads."""
     flat = {k: float(v) for k, v in metrics["target_test"].items()}
+    primary = primary_metric(main_task_of(metrics))
     if "source_val" in metrics:
-        flat["source_val_mean"] = float(metrics["source_val"]["mean"])
+        flat[f"source_val_{primary}"] = float(metrics["source_val"][primary])
     for key in ("target_test_anchor_miou",):
         if key in metrics:
             flat[key] = float(metrics[key])
@@ -117,18 +134,19 @@ def welch_p(a: list[float], b: list[float]) -> float:
 
 
 def aggregate(results: dict[str, list[dict[str, float]]], reference: str | None = None,
-              exclude_from_best: tuple[str, ...] = ()) -> dict[str, dict[str, Cell]]:
+              exclude_from_best: tuple[str, ...] = (),
+              columns: tuple[Column, ...] = COLUMNS) -> dict[str, dict[str, Cell]]:
     """``{row: {metric: Cell}}`` for every metric of ``COLUMNS`` and ``EXTRAS`` present.
 
     ``exclude_from_best``: rows never bold and never the "best row" of a test (the
     Oracle, which uses target main-task labels no other method has).
     """
-    columns = {c.key: c for c in COLUMNS}
-    keys = [c.key for c in COLUMNS] + [k for k, _ in EXTRAS
+    keys = [c.key for c in columns] + [k for k, _ in EXTRAS
                                        if any(k in r for rs in results.values() for r in rs)]
     values = {row: {k: [r[k] for r in runs if k in r] for k in keys}
               for row, runs in results.items()}
     table = {row: {} for row in results}
+    columns = {c.key: c for c in columns}
     for key in keys:
         column = columns.get(key)
         best = None
@@ -176,25 +194,26 @@ def legend(reference_label: str | None, alpha: float = ALPHA) -> str:
 
 
 def markdown_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
-                   alpha: float = ALPHA) -> str:
+                   alpha: float = ALPHA, columns: tuple[Column, ...] = COLUMNS) -> str:
     """The table in the paper's column order; ``labels``: row key -> row name."""
     extras = [(k, t) for k, t in EXTRAS if t and any(k in s for s in stats.values())]
-    head = ["method"] + [c.title for c in COLUMNS] + [t for _, t in extras] + ["seeds"]
+    head = ["method"] + [c.title for c in columns] + [t for _, t in extras] + ["seeds"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for row, cells in stats.items():
         n = max((c.n for c in cells.values()), default=0)
         parts = [labels.get(row, row)]
-        parts += [format_cell(cells[c.key], c.decimals, alpha) for c in COLUMNS]
+        parts += [format_cell(cells[c.key], c.decimals, alpha) for c in columns]
         parts += [format_cell(cells[k], 3, alpha) if k in cells else "–" for k, _ in extras]
         lines.append("| " + " | ".join(parts + [str(n)]) + " |")
     return "\n".join(lines)
 
 
-def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str]) -> str:
+def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
+              columns: tuple[Column, ...] = COLUMNS) -> str:
     """Every number of the table, the p-values included, one row per table row."""
     extras = [k for k, _ in EXTRAS if any(k in s for s in stats.values())]
     head = ["row", "label", "seeds"]
-    for c in COLUMNS:
+    for c in columns:
         head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_p_vs_reference",
                  f"{c.key}_p_vs_best", f"{c.key}_is_best"]
     for k in extras:
@@ -205,7 +224,7 @@ def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str]) -> str:
     for row, cells in stats.items():
         n = max((c.n for c in cells.values()), default=0)
         values = [row, labels.get(row, row), n]
-        for c in COLUMNS:
+        for c in columns:
             cell = cells[c.key]
             values += [_num(cell.mean), _num(cell.std), _num(cell.p_ref), _num(cell.p_best),
                        int(cell.best)]
@@ -273,8 +292,9 @@ def paired_comparisons(by_seed: dict[str, dict[int, dict[str, float]]],
 
 
 def paired_markdown(comparisons: list[Paired], labels: dict[str, str], metric: str = "mean",
-                    alpha: float = ALPHA) -> str:
-    head = (f"| comparison (A − B, target {metric} °) | seeds | mean difference | 95 % CI | "
+                    alpha: float = ALPHA, unit: str = "°") -> str:
+    head = (f"| comparison (A − B, target {metric}{' ' + unit if unit else ''}) | seeds | "
+            "mean difference | 95 % CI | "
             "paired t p | Holm p |")
     lines = [head, "|---|---:|---:|---|---:|---:|"]
 

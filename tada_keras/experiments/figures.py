@@ -32,8 +32,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tada_keras import conventions as C
-from tada_keras.metrics import resize_normals
-from tada_keras.viz import angular_error_map, normals_to_rgb
+from tada_keras.tasks.keypoints import keypoint_features  # noqa: F401  (re-exported)
+from tada_keras.tasks.segmentation import class_centroids  # noqa: F401  (re-exported)
+from tada_keras.viz import show_panel
 
 SOURCE_COLOUR, TARGET_COLOUR = "tab:blue", "tab:orange"
 
@@ -74,54 +75,6 @@ def pca_2d(features: np.ndarray, n_components: int = 2) -> Projection:
     return Projection(centred @ components.T, components, explained, mean)
 
 
-def class_centroids(features: np.ndarray, segmentation: np.ndarray,
-                    ignore_label: int = C.SEGMENTATION_IGNORE_LABEL) -> dict[int, np.ndarray]:
-    """Mean feature of each class present in one image.
-
-    ``features`` (h, w, D) may be coarser than ``segmentation`` (H, W): every label pixel
-    votes for the feature cell that contains it, so a cell counts in proportion to the
-    class's area in it.
-    """
-    h, w, d = features.shape
-    seg = np.asarray(segmentation)
-    H, W = seg.shape
-    rows = np.minimum((np.arange(H) * h) // H, h - 1)
-    cols = np.minimum((np.arange(W) * w) // W, w - 1)
-    cell = (rows[:, None] * w + cols[None, :]).ravel()
-    labels = seg.ravel().astype(np.int64)
-    keep = labels != ignore_label
-    classes = np.unique(labels[keep])
-    if classes.size == 0:
-        return {}
-    index = np.searchsorted(classes, labels[keep])
-    weights = np.zeros((classes.size, h * w))
-    np.add.at(weights, (index, cell[keep]), 1.0)
-    sums = weights @ features.reshape(h * w, d).astype(np.float64)
-    return {int(c): sums[i] / weights[i].sum() for i, c in enumerate(classes)}
-
-
-def keypoint_features(features: np.ndarray, keypoints: np.ndarray,
-                      visible: np.ndarray) -> dict[int, np.ndarray]:
-    """Bilinearly sampled feature at each visible keypoint of one image.
-
-    ``keypoints`` (K, >=2): x, y normalised to [0, 1] (pixel centres at (i + 0.5) / size).
-    """
-    h, w, _ = features.shape
-    out = {}
-    for k, (point, vis) in enumerate(zip(np.asarray(keypoints), np.asarray(visible))):
-        if not vis:
-            continue
-        x = np.clip(point[0] * w - 0.5, 0, w - 1)
-        y = np.clip(point[1] * h - 0.5, 0, h - 1)
-        x0, y0 = int(np.floor(x)), int(np.floor(y))
-        x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-        fx, fy = x - x0, y - y0
-        top = (1 - fx) * features[y0, x0] + fx * features[y0, x1]
-        bottom = (1 - fx) * features[y1, x0] + fx * features[y1, x1]
-        out[k] = ((1 - fy) * top + fy * bottom).astype(np.float64)
-    return out
-
-
 def domain_separation(source: np.ndarray, target: np.ndarray) -> float:
     """Distance between the domains' mean features in units of their within-domain
     spread: ||mu_s - mu_t|| / sqrt((tr Cov_s + tr Cov_t) / 2). About 0 when the domains
@@ -151,30 +104,41 @@ def save_figure(fig, stem: str) -> list[str]:
 
 def qualitative_grid(images, gts, masks, preds: dict[str, np.ndarray], stem: str,
                      title: str = "") -> list[str]:
-    """Per image two rows: [input, GT, each method's normals] and below each method's
-    angular error map (0-60°)."""
+    """Normals: ``task_grid`` of the normals task."""
+    from tada_keras.tasks import get_task
+
+    return task_grid(get_task("normals"), images, {C.NORMALS: gts, C.NORMALS_MASK: masks},
+                     preds, stem, title)
+
+
+def task_grid(task, images, labels: dict, preds: dict[str, np.ndarray], stem: str,
+              title: str = "") -> list[str]:
+    """Per image two rows: [input, ground truth, each method's prediction] and below each
+    method's error map (the task's ``figure_rows``: ground truth, prediction, error)."""
     n, k = len(images), len(preds)
     fig, axes = plt.subplots(2 * n, 2 + k, figsize=(1.9 * (2 + k), 3.8 * n), squeeze=False)
-    im = None
+    bar = None
     for i in range(n):
         top, bottom = axes[2 * i], axes[2 * i + 1]
+        example = {key: v[i] for key, v in labels.items()}
         top[0].imshow(np.clip(images[i], 0, 255).astype(np.uint8))
-        top[1].imshow(normals_to_rgb(gts[i], masks[i]))
         if i == 0:
             top[0].set_title("input", fontsize=9)
-            top[1].set_title("ground truth", fontsize=9)
         for j, (label, p) in enumerate(preds.items(), start=2):
-            err = angular_error_map(p[i], gts[i], masks[i])
-            top[j].imshow(normals_to_rgb(resize_normals(p[i][None], *gts[i].shape[:2])[0],
-                                         masks[i]))
+            truth, prediction, error = task.figure_rows(p[i], example)[:3]
+            if j == 2:
+                show_panel(top[1], truth)
+                if i == 0:
+                    top[1].set_title(truth["title"], fontsize=9)
+            show_panel(top[j], prediction)
             if i == 0:
                 top[j].set_title(label, fontsize=9)
-            im = bottom[j].imshow(err, cmap="inferno", vmin=0, vmax=60)
-            bottom[j].set_title(f"error, mean {np.nanmean(err):.1f}°", fontsize=8)
+            bar = (show_panel(bottom[j], error), error.get("colorbar", ""))
+            bottom[j].set_title(error["title"], fontsize=8)
         for ax in (*top, *bottom):
             ax.axis("off")
-    if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.4, label="error (degrees)")
+    if bar is not None:
+        fig.colorbar(bar[0], ax=axes.ravel().tolist(), shrink=0.4, label=f"error ({bar[1]})")
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, stem)
 
@@ -344,11 +308,8 @@ def anchor_feature_sets(model, cfg, spec, which: str,
     for images, labels in ds.as_numpy_iterator():
         feats = encoder_features(model, images[:max_images - seen])
         for i, f in enumerate(feats):
-            if cfg.anchor_task == "segmentation":
-                per_loc = class_centroids(f, labels[C.SEGMENTATION][i])
-            else:
-                per_loc = keypoint_features(f, labels[C.KEYPOINTS][i],
-                                            labels[C.KEYPOINTS_VISIBLE][i])
+            per_loc = model.anchor.feature_locations(f, {k: v[i] for k, v in
+                                                         labels.items()})
             for loc, v in per_loc.items():
                 found.setdefault(loc, []).append(v)
         seen += len(feats)
@@ -357,14 +318,12 @@ def anchor_feature_sets(model, cfg, spec, which: str,
     return {k: np.stack(v) for k, v in found.items()}
 
 
-def location_names(cfg) -> dict[int, str]:
+def location_names(cfg, anchor=None) -> dict[int, str]:
     from tada_keras.data import prepare_builder
+    from tada_keras.tasks import get_task
 
     info = prepare_builder(cfg.target_dataset, cfg.data_dir, cfg.target_manual_dir).info
-    if cfg.anchor_task == "segmentation":
-        names = getattr(info.features[C.SEGMENTATION], "names", None) or []
-        return {i: f"class {n}" for i, n in enumerate(names)}
-    return {}
+    return (anchor or get_task(cfg.anchor_task)).location_names(info)
 
 
 def pick_locations(panels: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]],
@@ -380,7 +339,7 @@ def write_table_figures(model_dirs: dict[str, list[str]], out_dir: str, title: s
                         log=print) -> list[str]:
     """All figures of a table. ``model_dirs``: row label -> finished run dirs (seeds);
     the first seed's model stands for the row in the qualitative and PCA figures."""
-    from tada_keras.run import data_spec, load_run, predict_normals
+    from tada_keras.run import data_spec, load_run, predict_main
 
     written = []
     curves = {label: [read_curves(d) for d in dirs] for label, dirs in model_dirs.items()
@@ -395,8 +354,9 @@ def write_table_figures(model_dirs: dict[str, list[str]], out_dir: str, title: s
         spec = data_spec(cfg, model)
         if example is None:
             example = load_target_examples(cfg, spec, num_images)
-            names = location_names(cfg)
-        preds[label] = predict_normals(model, example[0])
+            names = location_names(cfg, model.anchor)
+            main = model.main
+        preds[label] = predict_main(model, example[0])
         src = anchor_feature_sets(model, cfg, spec, "source_val", pca_images)
         tgt = anchor_feature_sets(model, cfg, spec, "target_test", pca_images)
         dim = next(iter(src.values()), next(iter(tgt.values()), np.zeros((0, 1)))).shape[-1]
@@ -408,8 +368,8 @@ def write_table_figures(model_dirs: dict[str, list[str]], out_dir: str, title: s
         log("figures: no finished run yet")
         return written
     images, labels = example
-    written += qualitative_grid(images, labels[C.NORMALS], labels[C.NORMALS_MASK], preds,
-                                os.path.join(out_dir, "qualitative"), title)
+    written += task_grid(main, images, labels, preds, os.path.join(out_dir, "qualitative"),
+                         title)
     locations = pick_locations(panels, pca_locations)
     if locations:
         written += pca_figure(panels, locations, names, os.path.join(out_dir, "pca_features"),

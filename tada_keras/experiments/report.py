@@ -26,12 +26,22 @@ def _uses_target_main(plan: Plan, key: str) -> bool:
     return any(p.weights.target_main > 0 for p in get_method(cfg.method).phases)
 
 
+def _task(task_name: str):
+    from tada_keras.tasks import get_task
+
+    return get_task(task_name)
+
+
+def _unit(task_name: str) -> str:
+    return _task(task_name).unit
+
+
 def caption(plan: Plan) -> str:
     b = plan.base
     return (f"{plan.table.title}. Data: {plan.data} ({b.source_dataset} → "
             f"{b.target_dataset}), {plan.table.split_note} split, {b.steps} training steps "
             f"per run unless a row says otherwise; mean ± std over seeds (sample std). "
-            "Accuracies are fractions of pixels, errors are degrees.")
+            f"{_task(b.main_task).caption_note}")
 
 
 def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
@@ -48,8 +58,10 @@ def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
                     "per_seed": results[key]}
     reference = plan.table.reference if plan.table.reference in results else None
     oracle = tuple(k for k in results if _uses_target_main(plan, k))
-    stats = A.aggregate(results, reference, exclude_from_best=oracle)
-    parts = [caption(plan), A.markdown_table(stats, labels, alpha),
+    task = plan.base.main_task
+    columns = A.task_columns(task)
+    stats = A.aggregate(results, reference, exclude_from_best=oracle, columns=columns)
+    parts = [caption(plan), A.markdown_table(stats, labels, alpha, columns),
              A.legend(labels.get(reference), alpha)]
     out = table_dir(plan)
     os.makedirs(out, exist_ok=True)
@@ -57,13 +69,14 @@ def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
     if plan.table.pairs:
         by_seed = {key: {r.seed: A.flat_metrics(r.metrics()) for r in runs if r.done}
                    for key, runs in plan.runs.items()}
-        paired = A.paired_comparisons(by_seed, plan.table.pairs)
+        metric = A.primary_metric(task)
+        paired = A.paired_comparisons(by_seed, plan.table.pairs, metric)
         parts.append("Pre-registered paired comparisons:\n\n"
-                     + A.paired_markdown(paired, labels, alpha=alpha))
+                     + A.paired_markdown(paired, labels, metric, alpha, _unit(task)))
         _paired_figure(paired, labels, os.path.join(out, "paired_differences.png"))
     text = "\n\n".join(parts) + "\n"
     _write(os.path.join(out, "results.md"), text)
-    _write(os.path.join(out, "results.csv"), A.csv_table(stats, labels))
+    _write(os.path.join(out, "results.csv"), A.csv_table(stats, labels, columns))
     summary = {"table": plan.table.name, "data": plan.data, "reference": reference,
                "alpha": alpha, "rows": raw,
                "paired": [dataclasses.asdict(c) for c in paired],

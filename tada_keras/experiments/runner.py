@@ -140,8 +140,11 @@ def execute(runs: list[PlannedRun], launch: Launcher = launch_subprocess,
 
 
 def _summary(run: PlannedRun) -> str:
-    t = run.metrics()["target_test"]
-    return f"mean {t['mean']:.2f}° median {t['median']:.2f}° <11.25° {t['a11_25']:.3f}"
+    from tada_keras.experiments.aggregate import main_task_of
+    from tada_keras.tasks import get_task
+
+    metrics = run.metrics()
+    return get_task(main_task_of(metrics)).headline(metrics["target_test"])
 
 
 def _tail(run: PlannedRun, lines: int = 15) -> str:

@@ -1,4 +1,4 @@
-"""Task registry: one module per task; a new anchor task is one new file in this package.
+"""Task registry: one module per task; a new task (main or anchor) is one new file here.
 
 Every module here is imported on first use and registers its tasks with ``@register``.
 """
@@ -37,6 +37,12 @@ def available_tasks() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def tasks_for_role(role: str) -> list[str]:
+    """The registered tasks that can be the ``"main"`` or the ``"anchor"`` task."""
+    _discover()
+    return [n for n in sorted(_REGISTRY) if role in _REGISTRY[n].roles]
+
+
 def get_task(name: str, **kwargs) -> Task:
     """Instantiates the task registered as ``name``."""
     _discover()
@@ -45,4 +51,4 @@ def get_task(name: str, **kwargs) -> Task:
     return _REGISTRY[name](**kwargs)
 
 
-__all__ = ["Task", "available_tasks", "get_task", "register"]
+__all__ = ["Task", "available_tasks", "get_task", "register", "tasks_for_role"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -19,11 +21,44 @@ def float32_output(x, name: str):
     return keras.layers.Activation("linear", dtype="float32", name=f"{name}_float32")(x)
 
 
+@dataclasses.dataclass(frozen=True)
+class MetricColumn:
+    """One column of a results table: a key of the task's evaluation dict."""
+
+    key: str
+    title: str
+    higher_is_better: bool
+    decimals: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Where a training example's image came from, for labels that are not maps (points):
+    ``offset`` = (top, left, original height, original width) of a random crop (tensors),
+    None when the image was not cropped; ``image`` is the (cropped) image."""
+
+    image: Any
+    offset: tuple | None = None
+
+
 class Task:
-    """A dense prediction task: its output layers, its masked loss terms and its metrics.
+    """A task (main or anchor) and everything specific to it, in one place.
+
+    * the network: ``build_outputs`` (output layers) and ``loss_terms`` (masked losses);
+    * the data: ``config_from_info`` (its settings from a dataset's TFDS info),
+      ``features`` (the dataset features it needs), ``read_dense`` / ``make_labels``
+      (TFDS example -> label dict, in tf.data);
+    * evaluation: ``evaluator`` (pooled metrics at ground-truth resolution), ``columns``
+      and ``primary`` (result tables), ``postprocess`` (raw output -> prediction);
+    * figures: ``figure_rows`` (qualitative panels);
+    * domain adaptation: ``output_space`` (what an output-space discriminator sees);
+    * the anchor PCA figure: ``feature_locations`` / ``location_names``.
 
     Subclasses set ``name`` (the registry key), ``label_keys`` (keys of the label dict they
-    read) and implement ``build_outputs`` and ``loss_terms``.
+    read), ``roles`` (``"main"`` and/or ``"anchor"``: the choices of ``--main`` and
+    ``--anchor``) and implement at least ``build_outputs``, ``loss_terms``, ``read_dense`` /
+    ``make_labels``; a main task also ``evaluator``, ``columns``, ``postprocess`` and
+    ``figure_rows``.
 
     A loss term is ``(elementwise_loss, weight, coefficient)`` with the first two of shape
     (B, ...). The trainer reduces each term as a pooled weighted mean over all elements of
@@ -32,6 +67,17 @@ class Task:
 
     name: str = ""
     label_keys: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    # Dataset features the task reads (default: its first label key).
+    features: tuple[str, ...] = ()
+    # Result-table columns (a main task's evaluation dict) and the headline key of them.
+    columns: tuple[MetricColumn, ...] = ()
+    primary: str = ""
+    unit: str = ""
+    # Order of the metrics in console summaries (default: ``columns``' order).
+    summary_keys: tuple[str, ...] = ()
+    # One sentence on the units of ``columns`` for table captions.
+    caption_note: str = ""
     # True if build_outputs reads the 2nd up-sampling stage's output (``mid_features``).
     uses_mid_features: bool = False
 
@@ -61,6 +107,67 @@ class Task:
 
     def get_config(self) -> dict:
         return dict(self.config)
+
+    # --- data (tf.data, TensorFlow ops) ------------------------------------------------
+    @classmethod
+    def config_from_info(cls, info) -> dict:
+        """The task's constructor arguments that a dataset's TFDS info decides."""
+        return {}
+
+    def required_features(self) -> tuple[str, ...]:
+        return self.features or self.label_keys[:1]
+
+    def read_dense(self, example) -> dict:
+        """Label maps of a TFDS example as float32 (H, W, C) tensors; the pipeline resizes
+        and crops them (nearest) with the image. Raises ValueError if one is missing."""
+        return {}
+
+    def make_labels(self, example, dense: dict, geometry: Geometry) -> dict:
+        """The task's entries of the label dict, from the resized/cropped ``dense`` maps
+        (and, for point labels, the example and the crop ``geometry``)."""
+        raise NotImplementedError
+
+    # --- evaluation and figures (numpy) ------------------------------------------------
+    def evaluator(self):
+        """An object with ``update(outputs, labels)`` (a batch: model outputs at 1/2 input
+        size, labels at ground-truth resolution) and ``result() -> dict``; None if the
+        task has no evaluation."""
+        return None
+
+    def headline(self, stats: dict) -> str:
+        """A one-line summary of an evaluation dict (harness progress lines)."""
+        keys = self.summary_keys or tuple(c.key for c in self.columns)
+        return " ".join(f"{k} {stats[k]:.3f}" for k in keys[:3] if k in stats)
+
+    def postprocess(self, outputs: dict, size=None) -> np.ndarray:
+        """Raw model outputs (numpy, a batch) -> the task's prediction (e.g. unit normals)."""
+        raise NotImplementedError(f"task {self.name!r} has no prediction")
+
+    def save_prediction(self, stem: str, prediction) -> list[str]:
+        """Writes one image's prediction as ``<stem>_<task>.npy`` (+ viewable files);
+        returns the paths."""
+        path = f"{stem}_{self.name}.npy"
+        np.save(path, np.asarray(prediction, np.float32))
+        return [path]
+
+    def figure_rows(self, prediction, labels: dict) -> list[dict]:
+        """Panels of one example for the qualitative figure: dicts with ``title``,
+        ``image`` (RGB uint8, or a float map with ``cmap`` / ``vmin`` / ``vmax``) and
+        optionally ``colorbar`` (a label). ``prediction``: this task's postprocessed
+        prediction of the example; ``labels``: its labels at ground-truth resolution."""
+        return []
+
+    def output_space(self, outputs: dict):
+        """The task's output as an output-space (Tsai et al.) discriminator sees it."""
+        raise ValueError(f"No output space is defined for main task {self.name!r}")
+
+    def feature_locations(self, features, labels: dict) -> dict:
+        """Anchor PCA figure: location id -> feature vector of one image; ``features``:
+        (h, w, D) encoder features, ``labels``: the image's labels."""
+        return {}
+
+    def location_names(self, info) -> dict:
+        return {}
 
 
 def resize_to(tensor, height, width, interpolation="bilinear"):

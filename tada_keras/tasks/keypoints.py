@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tada_keras import conventions as C
@@ -32,6 +33,8 @@ class KeypointsTask(Task):
 
     name = "keypoints"
     label_keys = (C.KEYPOINTS, C.KEYPOINTS_VISIBLE)
+    roles = ("anchor",)
+    features = (C.KEYPOINTS, C.KEYPOINTS_VISIBLE)
     uses_mid_features = True
 
     def __init__(self, num_keypoints: int = 68, sigma: float = 2.0, depth_scale: float = 1.0,
@@ -79,6 +82,63 @@ class KeypointsTask(Task):
         depth_loss = ops.square(depth_pred - rel_depth)
         return [(heat_loss, heat_weight, self.heatmap_weight),
                 (depth_loss, visible, self.depth_weight)]
+
+    # --- data ---------------------------------------------------------------------------
+    @classmethod
+    def config_from_info(cls, info):
+        return {"num_keypoints": int(info.features[C.KEYPOINTS].shape[0])}
+
+    def read_dense(self, example):
+        if C.KEYPOINTS not in example:
+            raise ValueError("The dataset has no 'keypoints' feature for the keypoint "
+                             "anchor.")
+        return {}
+
+    def make_labels(self, example, dense, geometry):
+        points, visible = keypoints_after_crop(example, geometry)
+        return {C.KEYPOINTS: points, C.KEYPOINTS_VISIBLE: visible}
+
+    def feature_locations(self, features, labels):
+        return keypoint_features(features, labels[C.KEYPOINTS], labels[C.KEYPOINTS_VISIBLE])
+
+
+def keypoints_after_crop(example, geometry):
+    """Keypoints (normalised to the uncropped image) moved into the crop's frame; those the
+    crop cut off become invisible."""
+    import tensorflow as tf
+
+    points = tf.cast(example[C.KEYPOINTS], tf.float32)
+    visible = tf.cast(example[C.KEYPOINTS_VISIBLE], tf.bool)
+    if geometry.offset is not None:
+        oy, ox, h, w = (tf.cast(v, tf.float32) for v in geometry.offset)
+        size = tf.cast(tf.shape(geometry.image)[:2], tf.float32)
+        x = (points[:, 0] * w - ox) / size[1]
+        y = (points[:, 1] * h - oy) / size[0]
+        visible = visible & (x >= 0) & (x < 1) & (y >= 0) & (y < 1)
+        points = tf.stack([x, y, points[:, 2]], axis=-1)
+    return points, visible
+
+
+def keypoint_features(features: np.ndarray, keypoints: np.ndarray,
+                      visible: np.ndarray) -> dict[int, np.ndarray]:
+    """Bilinearly sampled feature at each visible keypoint of one image.
+
+    ``keypoints`` (K, >=2): x, y normalised to [0, 1] (pixel centres at (i + 0.5) / size).
+    """
+    h, w, _ = features.shape
+    out = {}
+    for k, (point, vis) in enumerate(zip(np.asarray(keypoints), np.asarray(visible))):
+        if not vis:
+            continue
+        x = np.clip(point[0] * w - 0.5, 0, w - 1)
+        y = np.clip(point[1] * h - 0.5, 0, h - 1)
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+        fx, fy = x - x0, y - y0
+        top = (1 - fx) * features[y0, x0] + fx * features[y0, x1]
+        bottom = (1 - fx) * features[y1, x0] + fx * features[y1, x1]
+        out[k] = ((1 - fy) * top + fy * bottom).astype(np.float64)
+    return out
 
 
 def sanitize_keypoints(points, visible):

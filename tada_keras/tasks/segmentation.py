@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tada_keras import conventions as C
@@ -21,6 +22,7 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     label_keys = (C.SEGMENTATION,)
+    roles = ("anchor",)
 
     def __init__(self, num_classes: int = C.NYU40_NUM_CLASSES,
                  ignore_label: int = C.SEGMENTATION_IGNORE_LABEL):
@@ -53,3 +55,89 @@ class SegmentationTask(Task):
         safe = ops.where(valid, labels, ops.zeros_like(labels))
         loss = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
         return [(loss, ops.cast(valid, "float32"), 1.0)]
+
+    # --- data ---------------------------------------------------------------------------
+    @classmethod
+    def config_from_info(cls, info):
+        feature = info.features[C.SEGMENTATION]
+        return {"num_classes": int(getattr(feature, "num_classes", None) or
+                                   C.NYU40_NUM_CLASSES)}
+
+    def read_dense(self, example):
+        import tensorflow as tf
+
+        if C.SEGMENTATION not in example:
+            raise ValueError("The dataset has no 'segmentation' feature for the "
+                             "segmentation anchor.")
+        seg = tf.cast(example[C.SEGMENTATION], tf.float32)
+        return {C.SEGMENTATION: seg if seg.shape.rank == 3 else seg[..., None]}
+
+    def make_labels(self, example, dense, geometry):
+        import tensorflow as tf
+
+        return {C.SEGMENTATION: tf.cast(dense[C.SEGMENTATION][..., 0], tf.int32)}
+
+    # --- evaluation and figures ---------------------------------------------------------
+    def evaluator(self):
+        return _SegmentationEvaluator(self.num_classes)
+
+    def output_space(self, outputs):  # AdaptSegNet's case: class probabilities
+        return ops.softmax(ops.cast(outputs["segmentation"], "float32"), axis=-1)
+
+    def feature_locations(self, features, labels):
+        return class_centroids(features, labels[C.SEGMENTATION], self.ignore_label)
+
+    def location_names(self, info):
+        names = getattr(info.features[C.SEGMENTATION], "names", None) or []
+        return {i: f"class {n}" for i, n in enumerate(names)}
+
+
+class _SegmentationEvaluator:
+    """mIoU from a confusion matrix pooled over the split (logits resized bilinearly to the
+    ground truth's resolution)."""
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        self.confusion = None
+
+    def update(self, outputs, labels):
+        from tada_keras import metrics as M
+
+        if "segmentation" not in outputs:
+            return
+        gt = labels[C.SEGMENTATION]
+        pred = keras.ops.convert_to_numpy(keras.ops.image.resize(
+            outputs["segmentation"], gt.shape[1:3], interpolation="bilinear"))
+        cm = M.confusion_matrix(pred.argmax(-1), gt, self.num_classes)
+        self.confusion = cm if self.confusion is None else self.confusion + cm
+
+    def result(self):
+        from tada_keras import metrics as M
+
+        return {} if self.confusion is None else {"miou": M.mean_iou(self.confusion)}
+
+
+def class_centroids(features: np.ndarray, segmentation: np.ndarray,
+                    ignore_label: int = C.SEGMENTATION_IGNORE_LABEL) -> dict[int, np.ndarray]:
+    """Mean feature of each class present in one image.
+
+    ``features`` (h, w, D) may be coarser than ``segmentation`` (H, W): every label pixel
+    votes for the feature cell that contains it, so a cell counts in proportion to the
+    class's area in it.
+    """
+    h, w, d = features.shape
+    seg = np.asarray(segmentation)
+    H, W = seg.shape
+    rows = np.minimum((np.arange(H) * h) // H, h - 1)
+    cols = np.minimum((np.arange(W) * w) // W, w - 1)
+    cell = (rows[:, None] * w + cols[None, :]).ravel()
+    labels = seg.ravel().astype(np.int64)
+    keep = labels != ignore_label
+    classes = np.unique(labels[keep])
+    if classes.size == 0:
+        return {}
+    index = np.searchsorted(classes, labels[keep])
+    weights = np.zeros((classes.size, h * w))
+    np.add.at(weights, (index, cell[keep]), 1.0)
+    sums = weights @ features.reshape(h * w, d).astype(np.float64)
+    return {int(c): sums[i] / weights[i].sum() for i, c in enumerate(classes)}
