@@ -71,7 +71,6 @@ EXTRAS = (
     ("discriminator_fraction_below_55", "disc. acc. < 55 %"),
     ("target_test_anchor_miou", None),
     ("source_val_mean", None),
-    ("source_val_abs_rel", None),
     ("train_seconds", None),
 )
 
@@ -112,6 +111,12 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     return flat
 
 
+def _extra_keys(present: set[str]) -> list[str]:
+    """The ``EXTRAS`` present, then any other ``source_val_<primary>`` (other main tasks)."""
+    known = [k for k, _ in EXTRAS if k in present]
+    return known + sorted(k for k in present if k.startswith("source_val_") and k not in known)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample std (ddof=1; nan for fewer than 2 values)."""
     v = np.asarray(values, np.float64)
@@ -141,8 +146,8 @@ def aggregate(results: dict[str, list[dict[str, float]]], reference: str | None 
     ``exclude_from_best``: rows never bold and never the "best row" of a test (the
     Oracle, which uses target main-task labels no other method has).
     """
-    keys = [c.key for c in columns] + [k for k, _ in EXTRAS
-                                       if any(k in r for rs in results.values() for r in rs)]
+    present = {k for rs in results.values() for r in rs for k in r}
+    keys = [c.key for c in columns] + _extra_keys(present)
     values = {row: {k: [r[k] for r in runs if k in r] for k in keys}
               for row, runs in results.items()}
     table = {row: {} for row in results}
@@ -211,7 +216,7 @@ def markdown_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
 def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
               columns: tuple[Column, ...] = COLUMNS) -> str:
     """Every number of the table, the p-values included, one row per table row."""
-    extras = [k for k, _ in EXTRAS if any(k in s for s in stats.values())]
+    extras = _extra_keys({k for s in stats.values() for k in s})
     head = ["row", "label", "seeds"]
     for c in columns:
         head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_p_vs_reference",
