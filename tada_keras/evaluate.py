@@ -21,7 +21,7 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    from tada_keras.run import data_spec, evaluate_model, load_run
+    from tada_keras.inference import data_spec, evaluate_model, load_run
 
     try:
         cfg, model = load_run(FLAGS.model_dir)

@@ -6,9 +6,9 @@ import dataclasses
 
 from absl import flags
 
+from tada_keras.config import DTYPE_POLICIES, RunConfig
 from tada_keras.methods import METHOD_NAMES
 from tada_keras.models import BACKBONES, FREEZE_POINTS
-from tada_keras.run import DTYPE_POLICIES, RunConfig
 from tada_keras.tasks import tasks_for_role
 from tada_keras.training.distribute import DISTRIBUTIONS
 

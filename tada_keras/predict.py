@@ -69,7 +69,7 @@ def output_stems(paths, out_dir):
 
 def main(argv):
     del argv
-    from tada_keras.run import load_run, predict_padded
+    from tada_keras.inference import load_run, predict_padded
 
     if not FLAGS.images or not FLAGS.out:
         print("error: --images and --out are required", file=sys.stderr)

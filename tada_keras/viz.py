@@ -87,7 +87,7 @@ def _save(fig, path):
 
 def write_run_figures(model, cfg, spec, histories, out_dir):
     from tada_keras.data import eval_dataset, load_split
-    from tada_keras.run import eval_split, predict_main
+    from tada_keras.inference import eval_split, predict_main
 
     name, split, manual, domain = eval_split(cfg, "target_test")
     ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec, domain,

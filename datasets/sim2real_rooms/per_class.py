@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args(argv)
 
-    from tada_keras.run import load_run, predict_normals
+    from tada_keras.inference import load_run, predict_normals
 
     builder = Builder(config=args.config, data_dir=args.data_dir)
     builder.download_and_prepare()

@@ -285,7 +285,7 @@ def encoder_features(model, images: np.ndarray) -> np.ndarray:
 def load_target_examples(cfg, spec, count: int):
     """The first ``count`` target-test images (fixed: the split is read in order)."""
     from tada_keras.data import eval_dataset, load_split
-    from tada_keras.run import eval_split
+    from tada_keras.inference import eval_split
 
     name, split, manual, domain = eval_split(cfg, "target_test")
     ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec, domain,
@@ -298,7 +298,7 @@ def anchor_feature_sets(model, cfg, spec, which: str,
     """Location -> (n, D) features of up to ``max_images`` images of split ``which``
     (``"source_val"`` or ``"target_test"``)."""
     from tada_keras.data import eval_dataset, load_split
-    from tada_keras.run import eval_split
+    from tada_keras.inference import eval_split
 
     name, split, manual, domain = eval_split(cfg, which)
     ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec, domain,
@@ -339,7 +339,7 @@ def write_table_figures(model_dirs: dict[str, list[str]], out_dir: str, title: s
                         log=print) -> list[str]:
     """All figures of a table. ``model_dirs``: row label -> finished run dirs (seeds);
     the first seed's model stands for the row in the qualitative and PCA figures."""
-    from tada_keras.run import data_spec, load_run, predict_main
+    from tada_keras.inference import data_spec, load_run, predict_main
 
     written = []
     curves = {label: [read_curves(d) for d in dirs] for label, dirs in model_dirs.items()

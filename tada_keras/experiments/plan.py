@@ -21,10 +21,10 @@ import json
 import os
 import re
 
+from tada_keras.config import RunConfig, validate
 from tada_keras.experiments.tables import DATA, TABLES, DataPreset, Row, Table
 from tada_keras.flags import ALIASES
 from tada_keras.methods import get_method
-from tada_keras.run import RunConfig, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # CLI names that differ from RunConfig field names.

@@ -1,0 +1,123 @@
+"""Evaluation and inference of a trained model: the data spec, padded prediction, the
+main task's postprocessed prediction, pooled evaluation of a split, loading a finished run.
+
+Used by ``run`` (the end of training), ``evaluate``, ``predict``, the figures and the
+harness; it never trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from tada_keras import conventions as C
+from tada_keras import metrics as M
+from tada_keras.config import RunConfig
+
+
+def data_spec(cfg: RunConfig, model):
+    from tada_keras.data import DataSpec
+
+    del model  # the tasks read their labels themselves (Task.read_dense / make_labels)
+    return DataSpec(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
+                    crop_size=cfg.crop_size, image_size=cfg.image_size)
+
+
+def predict_main(model, images, size=None):
+    """The main task's prediction of a batch of images of any size (its ``postprocess``:
+    unit normals, depth in metres), at 1/2 input size or resized to ``size`` = (H, W)."""
+    return model.main.postprocess(predict_padded(model, images), size)
+
+
+def predict_normals(model, images):
+    """Unit normals (B, h, w, 3) at 1/2 input size (``predict_main`` of a normals model)."""
+    if model.main.name != "normals":
+        raise ValueError(f"this run's main task is {model.main.name!r}, not normals")
+    return predict_main(model, images)
+
+
+def predict_padded(model, images):
+    """Predicts on images of any size: zero-pads to a multiple of 32, crops the outputs."""
+    images = np.asarray(images, np.float32)
+    h, w = images.shape[1:3]
+    ph, pw = -h % 32, -w % 32
+    if ph or pw:
+        images = np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)))
+    out = model.predict(images, verbose=0)
+    oh, ow = (h + 1) // 2, (w + 1) // 2
+    return {k: (np.asarray(v)[:, :oh, :ow] if np.ndim(v) == 4 else np.asarray(v))
+            for k, v in out.items()}
+
+
+def eval_split(cfg: RunConfig, which: str):
+    """(dataset name, split, manual_dir, domain) of 'target_test', 'source_val', ..."""
+    domain, role = which.split("_")
+    name = cfg.target_dataset if domain == "target" else cfg.source_dataset
+    manual = cfg.target_manual_dir if domain == "target" else cfg.source_manual_dir
+    split = getattr(cfg, f"{domain}_{role}_split")
+    return name, split, manual, (C.DOMAIN_TARGET if domain == "target" else C.DOMAIN_SOURCE)
+
+
+def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
+    """Pooled main-task stats on target test and source val (+ anchor mIoU), computed at
+    the ground truth's original resolution."""
+    from tada_keras.data import eval_dataset, load_split
+
+    results = {}
+    for key in ("target_test", "source_val"):
+        name, split, manual, domain = eval_split(cfg, key)
+        ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec,
+                          domain, cfg.eval_batch_size, cfg.eval_input_size, cfg.eval_scale)
+        main, anchor = model.main.evaluator(), (model.anchor.evaluator()
+                                                 if model.anchor is not None else None)
+        for images, labels in ds.as_numpy_iterator():
+            out = predict_padded(model, images)
+            main.update(out, labels)
+            if anchor is not None:
+                anchor.update(out, labels)
+        results[key] = main.result()
+        if results[key].get(M.NONFINITE_KEY, 0) > 0:
+            log(f"warning: {key}: {100 * results[key][M.NONFINITE_KEY]:.2f} % of the valid "
+                f"pixels have non-finite predictions; each counts as the worst error")
+        for name, value in (anchor.result() if anchor is not None else {}).items():
+            results[f"{key}_anchor_{name}"] = value
+        log(f"{key}: " + " ".join(f"{k}={v:.4f}" for k, v in results[key].items()))
+    return results
+
+
+def load_run(model_dir):
+    """Returns (RunConfig, model) of a finished run."""
+    import keras
+
+    config_path = os.path.join(model_dir or "", "config.json")
+    model_path = os.path.join(model_dir or "", "model.keras")
+    for path in (config_path, model_path):
+        if not os.path.isfile(path):
+            raise ValueError(f"--model_dir={model_dir}: {os.path.basename(path)} not found "
+                             "(is the training run finished?)")
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    try:
+        with open(config_path) as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+        # Settings of later versions are ignored; missing ones take their defaults.
+        cfg = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    except ValueError as err:
+        raise ValueError(f"{config_path} is damaged ({err}); it is written by "
+                         "tada_keras.train, re-run that command to restore it") from None
+    import tada_keras  # noqa: F401  (registers the serialisable classes)
+
+    try:
+        # compile=False: inference needs no optimizer (loading its slots into an unbuilt
+        # one only warns about "skipped" variables).
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as err:
+        raise ValueError(f"{model_path} cannot be loaded ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''}); it is written "
+                         "at the end of tada_keras.train: delete it and re-run that "
+                         "command") from None
+    return cfg, model
