@@ -20,13 +20,13 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 
 import keras
 
 from tada_keras import conventions as C
+from tada_keras.atomic import atomic_path, write_json
 from tada_keras.config import (  # noqa: F401  (re-exported: the API before the split)
     _PATH_SETTINGS,
     DTYPE_POLICIES,
@@ -65,11 +65,7 @@ def _jit(cfg):
     return {"auto": "auto", "true": True, "false": False}[cfg.jit_compile]
 
 
-def _atomic_write_json(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+_atomic_write_json = write_json  # the name before tada_keras.atomic
 
 
 def _dataset_info(name, data_dir, manual_dir=None, flag="source_dataset"):
@@ -307,9 +303,8 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
                                 callbacks=callbacks, verbose=verbose,
                                 shuffle=False, initial_epoch=start_epoch)
         timings[phase.name] = time.time() - t0
-        tmp = final + ".tmp.weights.h5"
-        model.save_weights(tmp)
-        os.replace(tmp, final)
+        with atomic_path(final, ".weights.h5") as tmp:
+            model.save_weights(tmp)
         histories[phase.name] = {k: [float(v) for v in vs] for k, vs in
                                  _read_history(phase_dir, history).items()}
         _atomic_write_json(done, {"history": histories[phase.name],
@@ -325,9 +320,8 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     if cfg.da != "none":
         results["discriminator"] = da_config.finish(model, cfg, log)
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=_jit(cfg))
-    tmp = os.path.join(cfg.model_dir, "model.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, os.path.join(cfg.model_dir, "model.keras"))
+    with atomic_path(os.path.join(cfg.model_dir, "model.keras"), ".keras") as tmp:
+        model.save(tmp)
     try:
         from tada_keras import viz
 

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from tada_keras import conventions as C
+from tada_keras.atomic import atomic_path
 from tada_keras.tasks.normals import angular_error_map, normals_to_rgb  # noqa: F401
 
 
@@ -79,10 +80,9 @@ def training_curves(histories: dict, path):
 
 def _save(fig, path):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_run_figures(model, cfg, spec, histories, out_dir):

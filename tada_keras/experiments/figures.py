@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tada_keras import conventions as C
+from tada_keras.atomic import atomic_path
 from tada_keras.tasks.keypoints import keypoint_features  # noqa: F401  (re-exported)
 from tada_keras.tasks.segmentation import class_centroids  # noqa: F401  (re-exported)
 from tada_keras.viz import show_panel
@@ -94,9 +95,8 @@ def save_figure(fig, stem: str) -> list[str]:
     paths = []
     for ext in ("png", "pdf"):
         path = f"{stem}.{ext}"
-        tmp = f"{stem}.tmp.{ext}"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths

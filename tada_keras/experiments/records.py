@@ -16,7 +16,8 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
+
+from tada_keras.atomic import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FORMAT = 1
@@ -70,10 +71,7 @@ def write_record(path: str, model_dir: str, args: list[str], seconds: float) -> 
               "history": history_summary(model_dir), "seconds": round(seconds, 1),
               "args": list(args), "commit": commit(), "machine": machine()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
-    os.replace(tmp, path)
+    write_json(path, record, indent=1, allow_nan=True)
     return record
 
 

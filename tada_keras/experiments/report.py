@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 
+from tada_keras.atomic import write_text
 from tada_keras.experiments import aggregate as A
 from tada_keras.experiments.plan import Plan
 from tada_keras.methods import get_method
@@ -121,7 +122,4 @@ def _paired_figure(paired, labels, path) -> None:
 
 
 def _write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, text)

@@ -261,9 +261,10 @@ def imagenet_arrays(variant):
     layers = convert_state_dict(read_state_dict(source), variant)
     flat = {f"{layer}/{i}": a for layer, arrays in layers.items() for i, a in enumerate(arrays)}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, __source_sha256__=digest, __version__=_CACHE_VERSION, **flat)
-    os.replace(tmp, path)
+    from tada_keras.atomic import atomic_path
+
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, __source_sha256__=digest, __version__=_CACHE_VERSION, **flat)
     return layers
 
 

@@ -11,6 +11,8 @@ import shutil
 import keras
 import numpy as np
 
+from tada_keras.atomic import write_json
+
 
 class TrainingDivergedError(RuntimeError):
     """The loss or the weights became non-finite; nothing of that epoch was saved."""
@@ -125,10 +127,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         variables = self.model.optimizer.variables
         np.savez(os.path.join(path, "optimizer.npz"),
                  **{f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)})
-        tmp = self._state_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"epoch": epoch + 1, "folder": folder}, f)
-        os.replace(tmp, self._state_path)
+        write_json(self._state_path, {"epoch": epoch + 1, "folder": folder}, indent=None,
+                   sort_keys=False)
         for name in os.listdir(self.directory):
             if name.startswith("ckpt-") and name != folder:
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)

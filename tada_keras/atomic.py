@@ -1,0 +1,47 @@
+"""Atomic file writes: a reader sees the old file or the complete new one, never a half.
+
+Every output that another step trusts (checkpoints' ``state.json``, ``DONE``, final
+weights, ``model.keras``, ``metrics.json``, result records, tables, figures, the converted
+weights cache) is written through ``atomic_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str | None = None):
+    """Yields a temporary path in ``path``'s directory; when the block succeeds it replaces
+    ``path`` (``os.replace``, atomic on POSIX), otherwise it is removed.
+
+    ``suffix``: the temporary file's ending, for writers that dispatch on it (default: the
+    extension of ``path``; Keras needs ``".weights.h5"`` / ``".keras"`` in full).
+    """
+    directory = os.path.dirname(path) or "."
+    name = os.path.basename(path)
+    ending = suffix if suffix is not None else os.path.splitext(name)[1]
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=f".tmp{ending}")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+def write_json(path: str, data, **dump_kwargs) -> None:
+    """``json.dump`` (default ``indent=2, sort_keys=True``) to ``path``, atomically."""
+    options = {"indent": 2, "sort_keys": True, **dump_kwargs}
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, **options)
