@@ -13,6 +13,15 @@ import os
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str | None = None):
     """Yields a temporary path in ``path``'s directory; when the block succeeds it replaces
@@ -26,6 +35,7 @@ def atomic_path(path: str, suffix: str | None = None):
     ending = suffix if suffix is not None else os.path.splitext(name)[1]
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=f".tmp{ending}")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
     try:
         yield tmp
         os.replace(tmp, path)

@@ -37,3 +37,10 @@ def test_temporary_keeps_the_ending_writers_dispatch_on(tmp_path):
         assert tmp.endswith(".png")
         open(tmp, "w").close()
     assert sorted(os.listdir(tmp_path)) == ["figure.png", "final.weights.h5"]
+
+
+def test_files_get_the_permissions_open_would_give(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_text(str(tmp_path / "metrics.json"), "{}")
+    assert (os.stat(tmp_path / "metrics.json").st_mode & 0o777) == (0o666 & ~mask)
