@@ -6,8 +6,10 @@
 Reads ``docs/results/study_pretrained_curve/<row>/seed_<k>.json`` (written by the harness
 with ``--results``); nothing is typed. Applies the design's budget rule to **source-val**
 only: ``S`` is the smallest measured budget after which doubling improves source-val mean
-error by less than 0.5° for both methods; if no measured doubling meets it, the rule is
-reported as unresolved within the curve.
+error by less than 0.5° for both methods. If no measured doubling meets it, the rule is
+unresolved within the curve and ``S`` falls back to the largest measured budget (the
+fallback written into the design's status on 2026-12-01, before the curve's last run had
+finished): the study then runs short of the rule's convergence, and says so.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def read_curve() -> dict[str, dict[int, dict]]:
 
 
 def budget(curve) -> tuple[int | None, list[str]]:
-    """The rule's S (None if unresolved) and one line per measured doubling."""
+    """The rule's S (None if unresolved) and one line per measured doubling (and per last
+    step of the curve that is not a doubling, for information)."""
     notes, ok_from = [], {}
     for method, points in curve.items():
         ok_from[method] = set()
@@ -49,6 +52,11 @@ def budget(curve) -> tuple[int | None, list[str]]:
                              f"{gain:.2f}°")
                 if gain < THRESHOLD:
                     ok_from[method].add(steps)
+        ordered = sorted(points)
+        if len(ordered) > 1 and ordered[-1] != 2 * ordered[-2]:
+            a, b = ordered[-2], ordered[-1]
+            gain = points[a]["source_val"]["mean"] - points[b]["source_val"]["mean"]
+            notes.append(f"{METHODS[method]} {a} → {b} (not a doubling): {gain:.2f}°")
     common = set.intersection(*ok_from.values()) if ok_from else set()
     return (min(common) if common else None), notes
 
@@ -93,10 +101,12 @@ def figure(curve) -> None:
 def render(curve) -> str:
     """The README block (between the markers) for ``curve``."""
     s, notes = budget(curve)
+    largest = max((st for points in curve.values() for st in points), default=None)
     rule = (f"Budget rule (source val only): S = {s} steps." if s else
             "Budget rule (source val only): **unresolved within the measured curve** — no "
             f"measured doubling improved source val by less than {THRESHOLD}° for both "
-            "methods.")
+            f"methods, so S falls back to the largest measured budget, **S = {largest} "
+            "steps**, short of the rule's convergence.")
     return "\n".join([table(curve), "", rule + " " + "; ".join(notes) + ".",
                       "", "![learning curve](docs/figures/study_pretrained_curve.png)"])
 
