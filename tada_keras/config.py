@@ -11,7 +11,7 @@ import dataclasses
 import os
 
 from tada_keras.methods import METHOD_NAMES, get_method
-from tada_keras.training import distribute
+from tada_keras.training import backend
 
 # Layer policies of --dtype_policy. mixed_float16 (GPU) would need loss scaling around the
 # DA optimizer and is not offered until it is tested.
@@ -57,7 +57,7 @@ class RunConfig:
     deterministic: bool = False
     jit_compile: str = "auto"
     dtype_policy: str = "float32"
-    distribution: str = "none"  # data parallelism (tada_keras.training.distribute)
+    distribution: str = "none"  # data parallelism (tada_keras.training.backend)
     eval_batch_size: int = 8
     num_figures: int = 4
     # Unsupervised domain adaptation (tada_keras.adaptation; docs/domain_adaptation.md).
@@ -145,7 +145,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.dtype_policy not in DTYPE_POLICIES:
         raise ValueError(f"--dtype_policy={cfg.dtype_policy!r}: expected one of "
                          f"{list(DTYPE_POLICIES)}")
-    distribute.validate_distribution(cfg.distribution)
+    backend.validate_distribution(cfg.distribution)
     if cfg.distribution != "none" and getattr(cfg, "da", "none") != "none":
         raise ValueError(f"--distribution={cfg.distribution} with --da: the adversarial "
                          "step is not data-parallel yet; use --distribution=none")

@@ -10,7 +10,7 @@ from tada_keras.config import DTYPE_POLICIES, RunConfig
 from tada_keras.methods import METHOD_NAMES
 from tada_keras.models import BACKBONES, FREEZE_POINTS
 from tada_keras.tasks import tasks_for_role
-from tada_keras.training.distribute import DISTRIBUTIONS
+from tada_keras.training.backend import DISTRIBUTIONS
 
 HELP = {
     "model_dir": "Output directory (checkpoints, metrics.json, figures, TensorBoard logs).",

@@ -46,7 +46,7 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     predict_padded,
 )
 from tada_keras.methods import LossWeights, get_method
-from tada_keras.training import distribute
+from tada_keras.training import backend
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.callbacks import ResumableCheckpoint, StopOnNonFinite
 from tada_keras.training.phases import balance_loss_weights, configure_phase
@@ -179,7 +179,7 @@ def phase_dataset(cfg, spec, phase, skip_batches=0):
     ds = mixed_train_dataset(source, target, spec, cfg.batch_source, cfg.batch_target,
                              use_target_main=w.target_main > 0, use_anchor=w.uses_anchor,
                              use_target_anchor=w.target_anchor > 0, seed=cfg.seed)
-    return distribute.shard_for_workers(ds.skip(skip_batches) if skip_batches else ds)
+    return backend.shard_for_workers(ds.skip(skip_batches) if skip_batches else ds)
 
 
 def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
@@ -189,15 +189,15 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     the data-parallel scope; non-chief workers write under ``model_dir/workers/<id>``.
     """
     validate(cfg)
-    with distribute.distribution_scope(cfg.distribution) as replicas:
+    with backend.distribution_scope(cfg.distribution) as replicas:
         batch = cfg.batch_source + cfg.batch_target
         if batch % replicas:
             raise ValueError(f"--batch_source + --batch_target = {batch} must be divisible "
                              f"by the {replicas} replicas of --distribution="
                              f"{cfg.distribution}")
-        if not distribute.is_chief():
+        if not backend.is_chief():
             cfg = dataclasses.replace(cfg, model_dir=os.path.join(
-                cfg.model_dir, "workers", distribute.worker_id()))
+                cfg.model_dir, "workers", backend.worker_id()))
         return _train_run(cfg, log, verbose)
 
 
@@ -292,7 +292,7 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
             first = sum(steps[p.name] for p in method.phases[:method.phases.index(phase)])
             callbacks.append(da_config.monitor(cfg, phase.name, first, log))
         t0 = time.time()
-        with distribute.synchronized_batchnorm(model), warnings.catch_warnings():
+        with backend.synchronized_batchnorm(model), warnings.catch_warnings():
             if not weights.uses_anchor:
                 # The anchor's output layer exists but no loss of this phase reaches it:
                 # Keras's "Gradients do not exist for variables ['segmentation/...']" is

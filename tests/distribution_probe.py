@@ -51,7 +51,7 @@ def train(distribution):
     import keras
 
     import tada_keras
-    from tada_keras.training import distribute
+    from tada_keras.training import backend
     from tada_keras.training.phases import configure_phase
 
     class StepLogs(keras.callbacks.Callback):
@@ -64,7 +64,7 @@ def train(distribution):
         def on_train_batch_end(self, batch, logs=None):
             self.logs.append({k: float(v) for k, v in logs.items()})
 
-    with distribute.distribution_scope(distribution) as replicas:
+    with backend.distribution_scope(distribution) as replicas:
         model = tada_keras.build_model(backbone="tiny", decoder_channels=8,
                                        anchor_config={"num_classes": 5})
         rng = np.random.default_rng(0)
@@ -76,8 +76,8 @@ def train(distribution):
             configure_phase(model, phase, keras.optimizers.Adam(1e-2), jit_compile=False)
             head_before = model.head.get_weights()
             step_logs = StepLogs()
-            with distribute.synchronized_batchnorm(model):
-                model.fit(distribute.shard_for_workers(dataset(index)), epochs=1,
+            with backend.synchronized_batchnorm(model):
+                model.fit(backend.shard_for_workers(dataset(index)), epochs=1,
                           steps_per_epoch=STEPS, verbose=0, shuffle=False,
                           callbacks=[step_logs])
             out["history"][phase.name] = step_logs.logs

@@ -220,6 +220,43 @@ def test_headfreeze_phase2_with_da_keeps_head_bit_identical(tiny_model):
     assert int(_np(model.adaptation.step)) == 6  # the λ schedule spans both phases
 
 
+class _BatchLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append({k: float(_np(v)) for k, v in (logs or {}).items()})
+
+
+def test_keras_train_step_logs_raw_steps_and_epoch_means(tiny_model):
+    """Keras's own (compiled) train step carries the adaptation: batch logs hold each
+    step's raw discriminator values, the epoch logs their means, the logged loss is what
+    the network pays (task + λ · adversarial), and no helper metric leaks into history."""
+    x, y = make_batch(seed=10)
+    model = _adapted(tiny_model, da="dann", da_levels="layer-4,out")
+    _compile(model, keras.optimizers.Adam(1e-2), keras.optimizers.SGD(0.5))
+    # The first step's forward pass, beforehand (training mode: batch statistics, so the
+    # moving statistics it updates do not matter; the step counter is put back).
+    objective, terms = model.adversarial_objective(x, y)
+    expected_first = float(_np(terms["loss"]))
+    assert abs(float(_np(objective)) - expected_first) > 0.1  # the two differ here
+    model.adaptation.step.assign(0)
+    logger = _BatchLogs()
+    history = model.fit(_dataset(x, y), steps_per_epoch=4, epochs=1, verbose=0,
+                        callbacks=[logger])
+    raw = [b["disc_loss"] for b in logger.batches]
+    assert len(raw) == 4 and len(set(raw)) == 4  # raw per step, not a running mean
+    assert history.history["disc_loss"][0] == pytest.approx(np.mean(raw), rel=1e-5)
+    assert history.history["da_lambda"][0] == pytest.approx(
+        np.mean([b["da_lambda"] for b in logger.batches]), rel=1e-6)
+    assert not [k for k in history.history if k.endswith("_latest")]
+    assert not [k for k in logger.batches[0] if k.endswith("_latest")]
+    # Step 1's logged loss is the network's loss, not the differentiated objective.
+    assert logger.batches[0]["loss"] == pytest.approx(expected_first, rel=1e-4)
+    assert int(_np(model.adaptation.step)) == 4
+
+
 def test_checkpoint_holds_discriminators_and_their_optimizer(tiny_model, tmp_path):
     x, y = make_batch(seed=9)
     model = _adapted(tiny_model, da="tsai")

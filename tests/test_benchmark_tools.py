@@ -34,7 +34,9 @@ def tp():
 
 def test_only_selectors_pick_exactly_the_named_rows(tp):
     order = tp.configurations(quick=False, selection="default")
-    pick = lambda text: [tp._tokens(s) for s in order if tp.selected(s, tp.parse_only(text))]
+    def pick(text):
+        return [tp._tokens(s) for s in order if tp.selected(s, tp.parse_only(text))]
+
     assert pick("keras-tensorflow/nojit/fp32") == [("keras-tensorflow", "nojit", "fp32")]
     assert pick("torch-twin/compile") == [("torch-twin", "compile", "fp32"),
                                           ("torch-twin", "compile", "bf16")]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tada_keras.run import RunConfig, validate
-from tada_keras.training import distribute
+from tada_keras.training import backend as tada_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,6 +60,6 @@ def test_bad_distribution_flags_are_clear_errors():
     with pytest.raises(ValueError, match=r"--distribution='ring'.*none.*mirrored"):
         validate(RunConfig(model_dir="x", distribution="ring"))
     with pytest.raises(ValueError, match=r"--distribution=mirrored.*TensorFlow or JAX"):
-        distribute.validate_distribution("mirrored", backend="torch")
+        tada_backend.validate_distribution("mirrored", backend="torch")
     with pytest.raises(ValueError, match=r"--distribution=mirrored with --da"):
         validate(RunConfig(model_dir="x", distribution="mirrored", da="dann"))

@@ -61,6 +61,22 @@ def output_space(outputs: dict, task: str):
     return get_task(task).output_space(outputs)
 
 
+class LastValue(keras.metrics.Metric):
+    """The value of the last ``update_state`` (a metric, so its state is threaded through
+    every backend's compiled train step like the other trackers')."""
+
+    def __init__(self, name="last_value", dtype="float32"):
+        super().__init__(name=name, dtype=dtype)
+        self.value = self.add_variable(shape=(), initializer="zeros", dtype=dtype,
+                                       name="value")
+
+    def update_state(self, value):
+        self.value.assign(ops.cast(value, self.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.value)
+
+
 @keras.saving.register_keras_serializable(package="tada_keras")
 class DomainAdversarial(keras.layers.Layer):
     """One ``PatchDiscriminator`` per level plus the schedule of the adversarial weight λ.
@@ -144,6 +160,9 @@ class DomainAdversarial(keras.layers.Layer):
         self.step = self.add_weight(shape=(), dtype="int32", initializer="zeros",
                                     trainable=False, name="step")
         self.trackers = {k: keras.metrics.Mean(name=k) for k in MONITOR_KEYS}
+        # This step's raw values, for the per-step batch logs (``TadaModel`` puts them
+        # there and keeps them out of the epoch logs).
+        self.latest = {k: LastValue(name=f"{k}_latest") for k in MONITOR_KEYS}
 
     def objective(self, features: dict, outputs: dict, y: dict, training: bool = True):
         """Adversarial terms of one training step; advances the step counter.
@@ -211,11 +230,15 @@ class DomainAdversarial(keras.layers.Layer):
             "da_lambda": lam,
         }
 
-    def update_metrics(self, terms: dict) -> dict:
-        """Updates the epoch-mean trackers; returns this step's raw values."""
+    def update_metrics(self, terms: dict) -> None:
+        """Updates the epoch-mean trackers and this step's raw values."""
         for key in MONITOR_KEYS:
             self.trackers[key].update_state(terms[key])
-        return {key: terms[key] for key in MONITOR_KEYS}
+            self.latest[key].update_state(terms[key])
+
+    def latest_values(self) -> dict:
+        """{key: this step's raw value} (``MONITOR_KEYS``)."""
+        return {key: self.latest[key].result() for key in MONITOR_KEYS}
 
     def get_config(self):
         config = super().get_config()

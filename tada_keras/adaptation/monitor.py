@@ -27,7 +27,7 @@ COLUMNS = ("step", "phase", "window", "da_lambda", "disc_loss", "adv_loss",
 class DiscriminatorMonitor(keras.callbacks.Callback):
     """Logs window means of the discriminator's per-step values every ``every`` steps.
 
-    Reads the raw per-step values that the adversarial train step puts in the batch logs
+    Reads the raw per-step values that ``TadaModel.compute_metrics`` puts in the batch logs
     (``disc_acc_source``, ``disc_acc_target``, ``disc_loss``, ``adv_loss``,
     ``da_lambda``). ``accuracy`` is the domain-balanced accuracy (mean of the two).
 

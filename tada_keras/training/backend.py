@@ -1,12 +1,17 @@
 """The one place with backend-specific code.
 
-Everything else in tada-keras is written against ``keras.ops``. What Keras 3 has no
+Everything else in tada-keras is written against ``keras.ops`` (and trains with Keras's
+own train step on every backend, domain adaptation included). What Keras 3 has no
 backend-agnostic API for lives here, behind plain functions, and is tested on
-TensorFlow, JAX and PyTorch with the same tests.
+TensorFlow, JAX and PyTorch with the same tests: gradients for tests
+(``value_and_gradients``), determinism (``set_global_determinism``) and data-parallel
+training (``--distribution``: ``distribution_scope``, ``cross_replica_sum``,
+``synchronized_batchnorm``, ``shard_for_workers``, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -55,84 +60,6 @@ def value_and_gradients(fn, tensors):
     raise NotImplementedError(f"value_and_gradients: backend {name!r} is not supported")
 
 
-def adversarial_train_step(model, *args):
-    """``train_step`` of a ``TadaModel`` with an attached ``DomainAdversarial``.
-
-    Keras' own step differentiates ``compute_loss(model(x))``; adversarial training
-    needs the tapped features and two players. The model provides the backend-agnostic
-    parts: ``model.adversarial_objective(x, y)`` -> ``(objective, terms)``, one scalar
-    whose gradient is the network's update direction for the network's variables and the
-    discriminators' for theirs, and ``model.adversarial_logs(terms)``. This function
-    does, per backend, what Keras' trainers do: differentiate once with respect to
-    ``model.trainable_variables`` and let ``model.optimizer`` (an
-    ``AdversarialOptimizer``: network and discriminator optimizers as one) apply it.
-
-    Signature as Keras calls it: ``(data)`` on TensorFlow and PyTorch, ``(state, data)``
-    on JAX (stateless: returns ``(logs, state)``).
-    """
-    from keras.utils import unpack_x_y_sample_weight
-
-    name = backend_name()
-    if name == "jax":
-        return _jax_adversarial_step(model, *args, unpack=unpack_x_y_sample_weight)
-    (data,) = args
-    x, y, _ = unpack_x_y_sample_weight(data)
-    variables = model.trainable_variables
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            objective, terms = model.adversarial_objective(x, y)
-            scaled = model.optimizer.scale_loss(objective)
-        grads = tape.gradient(scaled, variables)
-        model.optimizer.apply(grads, variables)
-        return model.adversarial_logs(terms)
-    if name == "torch":
-        import torch
-
-        model.zero_grad()
-        objective, terms = model.adversarial_objective(x, y)
-        model.optimizer.scale_loss(objective).backward()
-        grads = [v.value.grad for v in variables]
-        with torch.no_grad():
-            model.optimizer.apply(grads, variables)
-        return model.adversarial_logs(terms)
-    raise NotImplementedError(f"adversarial_train_step: backend {name!r} is not supported")
-
-
-def _jax_adversarial_step(model, state, data, unpack):
-    import jax
-    from keras import StatelessScope
-
-    trainable, non_trainable, optimizer_state, metrics_state = state
-    x, y, _ = unpack(data)
-
-    def objective_fn(trainable, non_trainable):
-        mapping = (list(zip(model.trainable_variables, trainable))
-                   + list(zip(model.non_trainable_variables, non_trainable))
-                   + list(zip(model.optimizer.variables, optimizer_state)))
-        with StatelessScope(state_mapping=mapping) as scope:
-            objective, terms = model.adversarial_objective(x, y)
-            scaled = model.optimizer.scale_loss(objective)
-        # BatchNorm statistics, the step counter, λ and noise seeds changed in the scope.
-        updated = []
-        for variable, value in zip(model.non_trainable_variables, non_trainable):
-            new = scope.get_current_value(variable)
-            updated.append(value if new is None else new)
-        return scaled, (terms, updated)
-
-    (_, (terms, non_trainable)), grads = jax.value_and_grad(objective_fn, has_aux=True)(
-        trainable, non_trainable)
-    trainable, optimizer_state = model.optimizer.stateless_apply(optimizer_state, grads,
-                                                                 trainable)
-    with StatelessScope(state_mapping=list(zip(model.metrics_variables,
-                                               metrics_state))) as scope:
-        logs = model.adversarial_logs(terms)
-    metrics_state = [scope.get_current_value(v) if scope.get_current_value(v) is not None
-                     else value for v, value in zip(model.metrics_variables, metrics_state)]
-    return logs, (trainable, non_trainable, optimizer_state, metrics_state)
-
-
 def set_global_determinism(seed: int, deterministic_ops: bool = False) -> None:
     """Seeds Python, numpy and Keras; optionally makes TF ops deterministic."""
     random.seed(seed)
@@ -150,3 +77,213 @@ def set_global_determinism(seed: int, deterministic_ops: bool = False) -> None:
 
         torch.use_deterministic_algorithms(True)
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+
+
+# --- Data-parallel training (tf.distribute / keras.distribution) -----------------------
+# Data-parallel training: the one place that knows about tf.distribute / keras.distribution.
+#
+# ``--distribution`` (``RunConfig.distribution``):
+#
+# * ``none``: one device (default).
+# * ``mirrored``: every local device of one machine. TensorFlow: ``tf.distribute.
+#   MirroredStrategy``; JAX: ``keras.distribution.DataParallel`` over all local devices.
+# * ``multiworker``: several machines. TensorFlow: ``MultiWorkerMirroredStrategy`` (cluster
+#   from ``TF_CONFIG``); JAX: ``keras.distribution.initialize()`` (cluster from
+#   ``KERAS_DISTRIBUTION_*``) then ``DataParallel`` over every process's devices.
+#
+# The PyTorch backend has no Keras data-parallel path; it raises.
+#
+# Every replica count gives the update a single device computes from the same global batch:
+#
+# * the TADA losses are pooled masked means (``pooled_mean``); a replica holds only part of
+#   the batch (with the default source-then-target layout, one replica may hold only source
+#   images), so its denominator is summed over the replicas (``cross_replica_sum``) and each
+#   replica returns its share of the global loss. Keras sums replica gradients (TensorFlow)
+#   or computes on global arrays (JAX), so the sum of the shares is the single-device loss;
+# * BatchNorm statistics are those of the global batch: synchronised across replicas on
+#   TensorFlow (``synchronized_batchnorm``) and global by construction on JAX. Per-replica
+#   statistics would give each domain its own BatchNorm when a replica holds one domain,
+#   a different method from the paper's.
+DISTRIBUTIONS = ("none", "mirrored", "multiworker")
+
+
+def validate_distribution(name: str, backend: str | None = None) -> None:
+    """Raises ValueError naming ``--distribution`` if ``name`` cannot run on ``backend``."""
+    backend = backend or keras.config.backend()
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"--distribution={name!r}: expected one of {list(DISTRIBUTIONS)}")
+    if name != "none" and backend not in ("tensorflow", "jax"):
+        raise ValueError(f"--distribution={name}: data parallelism needs the TensorFlow "
+                         f"or JAX backend (KERAS_BACKEND), not {backend!r}")
+
+
+def _strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        cpus = int(os.environ.get("TADA_CPU_DEVICES", "0"))
+        if cpus > 1 and not tf.config.list_physical_devices("GPU"):
+            # Testing without accelerators: split the CPU (before TF's runtime starts),
+            # as XLA_FLAGS=--xla_force_host_platform_device_count does for JAX.
+            tf.config.set_logical_device_configuration(
+                tf.config.list_physical_devices("CPU")[0],
+                [tf.config.LogicalDeviceConfiguration()] * cpus)
+        # All local accelerators, else all logical CPU devices.
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+@contextlib.contextmanager
+def distribution_scope(name: str = "none"):
+    """Build, compile, train and evaluate the model inside this scope.
+
+    Yields the number of replicas. The TensorFlow strategy (multiworker: create it before
+    any other TensorFlow op of the program) or the JAX distribution is active inside only.
+    """
+    validate_distribution(name)
+    if name == "none":
+        yield 1
+        return
+    if keras.config.backend() == "tensorflow":
+        strategy = _strategy(name)
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+        return
+    from keras import distribution
+
+    if name == "multiworker":
+        distribution.initialize()
+    parallel = distribution.DataParallel(devices=distribution.list_devices())
+    previous = distribution.distribution()
+    distribution.set_distribution(parallel)
+    try:
+        yield len(distribution.list_devices())
+    finally:
+        distribution.set_distribution(previous)
+
+
+def num_replicas() -> int:
+    """Replicas that each compute part of a batch in the current TensorFlow strategy.
+
+    1 on JAX: its data-parallel step computes on global arrays, like one device.
+    """
+    if keras.config.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def cross_replica_sum(value):
+    """Sum of ``value`` over the replicas of a TensorFlow strategy step; else ``value``.
+
+    Used for loss denominators (mask counts): no gradient flows through it.
+    """
+    value = keras.ops.stop_gradient(value)
+    if keras.config.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+@contextlib.contextmanager
+def synchronized_batchnorm(model):
+    """Inside, the model's BatchNorm layers use global batch statistics under a
+    TensorFlow strategy with several replicas (no effect otherwise).
+
+    Wrap ``fit`` (where the train step is traced), not the model's lifetime: the flag is
+    serialised and other backends reject it, so saved models never carry it.
+    """
+    if num_replicas() == 1:
+        yield
+        return
+    layers = [layer for layer in _all_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized]
+    for layer in layers:
+        layer.synchronized = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.synchronized = False
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def shard_for_workers(dataset):
+    """Lets every worker build the same global batches and keep its part of each.
+
+    Workers read the same shuffled data (same seed), so the global batch is the one a
+    single device sees. TensorFlow: element-wise (DATA) auto-sharding, since the TFDS
+    splits have too few files for file sharding. JAX with several processes: each keeps
+    its contiguous slice of every global batch (Keras assembles the global array from the
+    processes' slices in order). One process / one replica: unchanged.
+    """
+    import tensorflow as tf
+
+    if keras.config.backend() == "tensorflow":
+        if num_replicas() == 1:
+            return dataset
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        # Keras builds the model under a strategy from a replica-averaged batch, and
+        # there is no bool average: masks travel as uint8 (every task casts them to bool).
+        return dataset.map(
+            lambda *batch: tf.nest.map_structure(
+                lambda t: tf.cast(t, tf.uint8) if t.dtype == tf.bool else t, batch),
+            num_parallel_calls=tf.data.AUTOTUNE).with_options(options)
+    if keras.config.backend() != "jax":
+        return dataset
+    import jax
+
+    count, index = jax.process_count(), jax.process_index()
+    if count == 1:
+        return dataset
+
+    def keep_slice(*batch):
+        def part(tensor):
+            size = tf.shape(tensor)[0] // count
+            return tensor[index * size:(index + 1) * size]
+
+        return tf.nest.map_structure(part, batch)
+
+    return dataset.map(keep_slice)
+
+
+def worker_id() -> str:
+    """This process's name in the cluster, e.g. ``worker-1`` (``process-1`` on JAX)."""
+    if keras.config.backend() == "jax":
+        import jax
+
+        return f"process-{jax.process_index()}"
+    import json
+
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return f"{task.get('type', 'chief')}-{task.get('index', 0)}"
+
+
+def is_chief() -> bool:
+    """True on the worker that writes outputs (always, except non-chief TF workers)."""
+    if keras.config.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    import json
+
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    return task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker" and task.get("index", 0) == 0
+        and "chief" not in config.get("cluster", {}))

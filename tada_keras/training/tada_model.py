@@ -11,7 +11,10 @@ from tada_keras import conventions as C
 from tada_keras.methods import LOSS_GROUPS, LossWeights
 from tada_keras.models import build_tada_graph
 from tada_keras.tasks import get_task
-from tada_keras.training import distribute
+from tada_keras.training import backend
+
+# Key of the tapped features in the training outputs of a model with an adaptation.
+FEATURES = "_adaptation_features"
 
 
 @keras.saving.register_keras_serializable(package="tada_keras")
@@ -146,8 +149,9 @@ class TadaModel(keras.Model):
 
     def attach_adaptation(self, adaptation) -> None:
         """Attaches a ``DomainAdversarial`` layer: its discriminators become part of the
-        model's weights (checkpoints, ``save_weights``) and ``fit`` trains them with the
-        adversarial train step. Compile afterwards with an ``AdversarialOptimizer``."""
+        model's weights (checkpoints, ``save_weights``) and ``fit`` trains them in the
+        same step as the network (``compute_loss``). Compile afterwards with an
+        ``AdversarialOptimizer``."""
         if self.adaptation is not None:
             self.detach_adaptation()
         self.adaptation = adaptation
@@ -174,56 +178,72 @@ class TadaModel(keras.Model):
             cache.levels = levels
         return cache.model
 
-    def adversarial_objective(self, x, y, training=True):
-        """Forward pass with the attached adaptation.
-
-        Returns ``(objective, terms)``: ``objective`` is the scalar to differentiate with
-        respect to all trainable variables; ``terms`` holds the network's loss value
-        (task + λ · adversarial), the loss groups and the adaptation's monitor values.
-        """
+    def _outputs_with_features(self, inputs, training):
         from tada_keras.adaptation.adversarial import OUTPUT_LEVEL
 
         levels = [lv for lv in self.adaptation.levels if lv != OUTPUT_LEVEL]
-        out = self.feature_model(levels)(x, training=training)
-        task, groups = self.weighted_loss(y, out["outputs"])
-        terms = self.adaptation.objective(out["features"], out["outputs"], y, training)
+        out = self.feature_model(levels)(inputs, training=training)
+        return {**out["outputs"], FEATURES: out["features"]}
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        """The task outputs; while training with an attached adaptation, also the tapped
+        features (under ``FEATURES``) that ``compute_loss`` hands to the discriminators.
+        Keras's own train step does the rest on every backend."""
+        if self.adaptation is not None and training:
+            return self._outputs_with_features(inputs, training)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def adversarial_objective(self, x, y, training=True):
+        """``(objective, terms)`` of one forward pass with the attached adaptation (what
+        the train step differentiates; see ``compute_loss``)."""
+        return self._adversarial_loss(y, self._outputs_with_features(x, training), training)
+
+    def _adversarial_loss(self, y, y_pred, training):
+        """``objective``: the scalar whose gradient is the network's update direction for
+        the network's variables and the discriminators' for theirs (gradient reversal /
+        stop-gradients route it); ``terms``: the network's loss value (task + λ ·
+        adversarial), the loss groups and the adaptation's monitor values."""
+        outputs = {k: v for k, v in y_pred.items() if k != FEATURES}
+        task, groups = self.weighted_loss(y, outputs)
+        terms = self.adaptation.objective(y_pred[FEATURES], outputs, y, training)
         for extra in self.losses:  # regularisers, if any
             task = task + ops.cast(extra, "float32")
         return task + terms["objective"], dict(terms, groups=groups,
                                                loss=task + terms["network_loss"])
 
-    def adversarial_logs(self, terms) -> dict:
-        """Updates the trackers from ``adversarial_objective``'s terms; returns the logs.
-
-        The adaptation keys hold this step's raw values (the discriminator monitor reads
-        them per step); at the end of an epoch Keras logs the trackers' epoch means.
-        """
-        if getattr(self, "_loss_tracker", None) is not None:
-            self._loss_tracker.update_state(terms["loss"])
-        for group, value in terms["groups"].items():
-            self.group_trackers[group].update_state(value)
-        raw = self.adaptation.update_metrics(terms)
-        logs = self.get_metrics_result()
-        logs.update(raw)
-        return logs
-
-    def train_step(self, *args):
-        if self.adaptation is None:
-            return super().train_step(*args)
-        from tada_keras.training.backend import adversarial_train_step
-
-        return adversarial_train_step(self, *args)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(y_pred, dict) and FEATURES in y_pred:
+            objective, terms = self._adversarial_loss(y, y_pred, training)
+            for group, value in terms["groups"].items():
+                self.group_trackers[group].update_state(value)
+            self.adaptation.update_metrics(terms)
+            # The logged loss is what the network pays (task + λ · adversarial); the
+            # gradient is the objective's (the added constant has none).
+            return objective + ops.stop_gradient(terms["loss"] - objective)
         total, losses = self.weighted_loss(y, y_pred)
         # Under a TensorFlow strategy each replica holds its share of a group's loss
         # (see pooled_mean); the trackers average over replicas, so log share x replicas.
-        replicas = distribute.num_replicas()
+        replicas = backend.num_replicas()
         for group, value in losses.items():
             self.group_trackers[group].update_state(value * replicas)
         for extra in self.losses:  # regularisers, if any (every replica adds its share)
             total = total + ops.cast(extra, "float32") / replicas
         return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if isinstance(y_pred, dict) and FEATURES in y_pred:
+            # Batch logs carry this step's raw adversarial values (the discriminator
+            # monitor reads them); Keras logs the trackers' epoch means at epoch end.
+            logs.update(self.adaptation.latest_values())
+        return logs
+
+    def get_metrics_result(self):
+        logs = super().get_metrics_result()
+        if self.adaptation is not None:
+            for metric in self.adaptation.latest.values():
+                logs.pop(metric.name, None)
+        return logs
 
     def get_config(self):
         return {
@@ -259,7 +279,7 @@ def pooled_mean(loss, weight, selected):
     shape = (-1,) + (1,) * (len(loss.shape) - 1)
     w = ops.cast(weight, "float32") * ops.reshape(selected, shape)
     loss = ops.where(w > 0, loss, ops.zeros_like(loss))
-    return ops.sum(loss * w) / ops.maximum(distribute.cross_replica_sum(ops.sum(w)), 1.0)
+    return ops.sum(loss * w) / ops.maximum(backend.cross_replica_sum(ops.sum(w)), 1.0)
 
 
 def build_model(main_task="normals", anchor_task="segmentation", **kwargs) -> TadaModel:
