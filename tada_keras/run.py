@@ -20,8 +20,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
-import warnings
 
 import keras
 
@@ -49,7 +47,7 @@ from tada_keras.methods import LossWeights, get_method
 from tada_keras.training import backend
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.callbacks import ResumableCheckpoint, StopOnNonFinite
-from tada_keras.training.phases import balance_loss_weights, configure_phase
+from tada_keras.training.phases import PhaseStore, run_method
 
 
 def _optimizer(cfg, model):
@@ -182,6 +180,75 @@ def phase_dataset(cfg, spec, phase, skip_batches=0):
     return backend.shard_for_workers(ds.skip(skip_batches) if skip_batches else ds)
 
 
+class RunDirectory(PhaseStore):
+    """The phase runner's progress in ``model_dir/phase_<name>/`` (see the module doc):
+    a finished phase's ``final.weights.h5`` and ``DONE`` (history, seconds, optimizer
+    steps), the last epoch's ``backup/`` checkpoint while it runs, and the measured
+    ``loss_weights.json`` with ``--balance_losses`` (measured once, reused on resume)."""
+
+    def __init__(self, model_dir: str, hint: str = "", log=print):
+        self.model_dir = model_dir
+        self.hint = hint
+        self.log = log
+        self.timings: dict[str, float] = {}
+        self._checkpoints: dict[str, ResumableCheckpoint] = {}
+
+    def phase_dir(self, phase) -> str:
+        return os.path.join(self.model_dir, f"phase_{phase.name}")
+
+    def _path(self, phase, name) -> str:
+        return os.path.join(self.phase_dir(phase), name)
+
+    def _checkpoint(self, phase) -> ResumableCheckpoint:
+        if phase.name not in self._checkpoints:
+            self._checkpoints[phase.name] = ResumableCheckpoint(self._path(phase, "backup"))
+        return self._checkpoints[phase.name]
+
+    def finished(self, phase):
+        if not os.path.exists(self._path(phase, "DONE")):
+            return None
+        with open(self._path(phase, "DONE")) as f:
+            return json.load(f).get("history", {})
+
+    def load_finished(self, model, phase):
+        final = self._path(phase, "final.weights.h5")
+        self.log(f"[{phase.name}] already complete, loading {final}")
+        model.load_weights(final)
+
+    def resume_epoch(self, phase) -> int:
+        os.makedirs(self.phase_dir(phase), exist_ok=True)
+        state = self._checkpoint(phase).latest()
+        return state["epoch"] if state else 0
+
+    def restore(self, model, phase) -> int:
+        return self._checkpoint(phase).restore(model)
+
+    def loss_weights(self, phase, measure):
+        path = self._path(phase, "loss_weights.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                return LossWeights(**json.load(f))
+        weights = measure()
+        write_json(path, weights.as_dict())
+        return weights
+
+    def callbacks(self, phase) -> list:
+        # A diverged epoch stops the run before its checkpoint is written.
+        return [StopOnNonFinite(phase.name, hint=self.hint), self._checkpoint(phase)]
+
+    def finish(self, model, phase, history, seconds):
+        self.timings[phase.name] = seconds
+        with atomic_path(self._path(phase, "final.weights.h5"), ".weights.h5") as tmp:
+            model.save_weights(tmp)
+        logged = {k: [float(v) for v in vs] for k, vs in
+                  _read_history(self.phase_dir(phase), history).items()}
+        write_json(self._path(phase, "DONE"), {
+            "history": logged, "seconds": seconds,
+            "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations))})
+        shutil.rmtree(self._checkpoint(phase).directory, ignore_errors=True)
+        return logged
+
+
 def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     """Trains (resuming where a previous run stopped), evaluates, writes outputs.
 
@@ -239,79 +306,27 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         da_config.attach(model, cfg)
     spec = data_spec(cfg, model)
     steps = cfg.phase_steps(method)
-    timings = {}
-    histories = {}
-    for phase in method.phases:
-        phase_dir = os.path.join(cfg.model_dir, f"phase_{phase.name}")
-        done = os.path.join(phase_dir, "DONE")
-        final = os.path.join(phase_dir, "final.weights.h5")
-        if steps[phase.name] == 0:
-            log(f"[{phase.name}] skipped (0 steps; starting from --init_from)")
-            continue
-        if os.path.exists(done):
-            log(f"[{phase.name}] already complete, loading {final}")
-            model.head.trainable = phase.head_trainable
-            model.load_weights(final)
-            with open(done) as f:
-                histories[phase.name] = json.load(f).get("history", {})
-            continue
-        os.makedirs(phase_dir, exist_ok=True)
-        checkpoint = ResumableCheckpoint(os.path.join(phase_dir, "backup"))
-        state = checkpoint.latest()
-        start_epoch = state["epoch"] if state else 0
-        dataset = phase_dataset(cfg, spec, phase, start_epoch * cfg.steps_per_epoch)
-        weights = phase.weights
-        if cfg.balance_losses:  # measured once per phase, reused when resuming
-            weights_path = os.path.join(phase_dir, "loss_weights.json")
-            if os.path.exists(weights_path):
-                with open(weights_path) as f:
-                    weights = LossWeights(**json.load(f))
-            else:
-                x, y = next(iter(phase_dataset(cfg, spec, phase)))
-                weights = balance_loss_weights(model, x, y, phase.weights)
-                _atomic_write_json(weights_path, weights.as_dict())
-        configure_phase(model, phase, _optimizer(cfg, model), weights, _jit(cfg))
-        epochs = steps[phase.name] // cfg.steps_per_epoch
-        start_epoch = checkpoint.restore(model)
-        log(f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
-            f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
-            f"steps={steps[phase.name]} (resuming at epoch {start_epoch}/{epochs})"
-            if start_epoch else
-            f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
-            f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
-            f"steps={steps[phase.name]}")
-        callbacks = [
-            StopOnNonFinite(phase.name, hint=(
-                f"Lower --learning_rate (now {cfg.learning_rate:g}) and use a new "
-                "--model_dir.")),
-            checkpoint,
+    store = RunDirectory(cfg.model_dir, hint=(
+        f"Lower --learning_rate (now {cfg.learning_rate:g}) and use a new --model_dir."),
+        log=log)
+
+    def callbacks(phase):
+        phase_callbacks = [
             keras.callbacks.TensorBoard(os.path.join(cfg.model_dir, "logs", phase.name)),
-            keras.callbacks.CSVLogger(os.path.join(phase_dir, "history.csv"), append=True),
-        ]
+            keras.callbacks.CSVLogger(os.path.join(store.phase_dir(phase), "history.csv"),
+                                      append=True)]
         if cfg.da != "none":
             first = sum(steps[p.name] for p in method.phases[:method.phases.index(phase)])
-            callbacks.append(da_config.monitor(cfg, phase.name, first, log))
-        t0 = time.time()
-        with backend.synchronized_batchnorm(model), warnings.catch_warnings():
-            if not weights.uses_anchor:
-                # The anchor's output layer exists but no loss of this phase reaches it:
-                # Keras's "Gradients do not exist for variables ['segmentation/...']" is
-                # expected here, not a user error.
-                warnings.filterwarnings("ignore", message="Gradients do not exist for "
-                                        "variables", category=UserWarning)
-            history = model.fit(dataset, epochs=epochs, steps_per_epoch=cfg.steps_per_epoch,
-                                callbacks=callbacks, verbose=verbose,
-                                shuffle=False, initial_epoch=start_epoch)
-        timings[phase.name] = time.time() - t0
-        with atomic_path(final, ".weights.h5") as tmp:
-            model.save_weights(tmp)
-        histories[phase.name] = {k: [float(v) for v in vs] for k, vs in
-                                 _read_history(phase_dir, history).items()}
-        _atomic_write_json(done, {"history": histories[phase.name],
-                                  "seconds": timings[phase.name],
-                                  "optimizer_steps": int(keras.ops.convert_to_numpy(
-                                      model.optimizer.iterations))})
-        shutil.rmtree(checkpoint.directory, ignore_errors=True)
+            phase_callbacks.append(da_config.monitor(cfg, phase.name, first, log))
+        return phase_callbacks
+
+    histories = run_method(
+        model, method, datasets=lambda phase, skip_batches=0: phase_dataset(
+            cfg, spec, phase, skip_batches),
+        steps=lambda phase: steps[phase.name], optimizer=lambda phase: _optimizer(cfg, model),
+        callbacks=callbacks, balance=cfg.balance_losses, jit_compile=_jit(cfg),
+        verbose=verbose, steps_per_epoch=cfg.steps_per_epoch, store=store, log=log)
+    timings = store.timings
 
     results = evaluate_model(model, cfg, spec, log=log)
     results["timings_s"] = timings

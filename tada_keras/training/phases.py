@@ -1,14 +1,17 @@
-"""Phases of a method: HeadFreeze's freeze/recompile step and the phase runner."""
+"""Phases of a method: HeadFreeze's freeze/recompile step and the one phase runner."""
 
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Callable
 
 import keras
 from keras import ops
 
 from tada_keras.methods import LossWeights, Method, Phase
+from tada_keras.training import backend
 
 
 def balance_loss_weights(model, x, y, weights: LossWeights) -> LossWeights:
@@ -46,29 +49,122 @@ def configure_phase(model, phase: Phase, optimizer: keras.optimizers.Optimizer,
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
 
 
-def run_method(model, method: Method, datasets: Callable[[Phase], object],
+class PhaseStore:
+    """Where ``run_method`` keeps a phase's progress. This one keeps nothing: every phase
+    trains from its first step and ``finish`` returns the ``History``.
+
+    ``tada_keras.run.RunDirectory`` keeps them in a run directory instead (a finished
+    phase's weights and history, the last epoch's checkpoint, the measured loss weights),
+    so that an interrupted CLI run resumes where it stopped.
+    """
+
+    def finished(self, phase: Phase):
+        """The recorded history of a phase that already ran to its end, else None."""
+        return None
+
+    def load_finished(self, model, phase: Phase) -> None:
+        """Loads the weights a finished phase ended with (``finished`` was not None)."""
+        raise NotImplementedError
+
+    def resume_epoch(self, phase: Phase) -> int:
+        """Epochs of ``phase`` done before (0: it starts from its first step)."""
+        return 0
+
+    def restore(self, model, phase: Phase) -> int:
+        """Restores the last checkpoint into the compiled ``model``; returns its epoch."""
+        return 0
+
+    def loss_weights(self, phase: Phase, measure: Callable[[], LossWeights]) -> LossWeights:
+        """The balanced loss weights of ``phase`` (``measure()`` measures them)."""
+        return measure()
+
+    def callbacks(self, phase: Phase) -> list:
+        """The store's own callbacks (e.g. a checkpoint), before the caller's."""
+        return []
+
+    def finish(self, model, phase: Phase, history, seconds: float):
+        """Records the finished phase; returns what ``run_method`` reports for it."""
+        return history
+
+
+def _phase_line(method, phase, weights, steps, start_epoch, epochs) -> str:
+    # The harness (experiments/runner.py) follows a run by this line's "[<phase>] method=".
+    line = (f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
+            f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
+            f"steps={steps}")
+    return line + (f" (resuming at epoch {start_epoch}/{epochs})" if start_epoch else "")
+
+
+def run_method(model, method: Method, datasets: Callable[..., object],
                steps: Callable[[Phase], int], optimizer: Callable[[Phase], object],
                callbacks: Callable[[Phase], list] | None = None, balance: bool = False,
-               jit_compile="auto", verbose="auto") -> dict:
-    """Runs every phase of ``method`` with ``model.fit``; returns {phase: History}.
+               jit_compile="auto", verbose="auto", steps_per_epoch: int | None = None,
+               store: PhaseStore | None = None, log: Callable[[str], None] | None = None
+               ) -> dict:
+    """Runs every phase of ``method`` with ``model.fit``; the one phase runner of the
+    Python API and of ``python -m tada_keras.train`` (which passes a ``RunDirectory``).
+
+    Per phase: skip it if it has 0 steps, load it if the store says it finished, else
+    build its dataset, (optionally) balance its loss weights, configure the model (head
+    trainability, weights, a fresh compile with a new optimizer), restore the store's
+    checkpoint, and ``fit``.
 
     Args:
-        datasets: phase -> training dataset (batches of (image, labels)).
+        datasets: ``phase -> training dataset`` (batches of (image, labels)); called as
+            ``datasets(phase, skip_batches=k)`` when resuming after ``k`` batches.
         steps: phase -> number of training steps.
         optimizer: phase -> a new optimizer instance.
-        callbacks: phase -> list of callbacks.
+        callbacks: phase -> list of callbacks (after the store's own).
         balance: rescale loss weights from their initial magnitudes (``balance_loss_weights``)
-            on the first batch of each phase.
+            on the first batch of a fresh ``datasets(phase)``.
+        steps_per_epoch: epoch length (None: one epoch per phase).
+        store: where progress is kept (default ``PhaseStore``: nowhere).
+        log: receives one line per phase (None: silent).
+
+    Returns:
+        {phase name: what the store's ``finish`` returns} (``History`` by default);
+        phases with 0 steps are left out.
     """
-    histories = {}
+    store = store or PhaseStore()
+    log = log or (lambda line: None)
+    results = {}
     for phase in method.phases:
-        dataset = datasets(phase)
+        n = int(steps(phase))
+        if n == 0:
+            log(f"[{phase.name}] skipped (0 steps; starting from --init_from)")
+            continue
+        done = store.finished(phase)
+        if done is not None:
+            model.head.trainable = phase.head_trainable
+            store.load_finished(model, phase)
+            results[phase.name] = done
+            continue
+        per_epoch = int(steps_per_epoch or n)
+        start_epoch = store.resume_epoch(phase)
+        dataset = (datasets(phase, skip_batches=start_epoch * per_epoch) if start_epoch
+                   else datasets(phase))
         weights = phase.weights
         if balance:
-            x, y = next(iter(dataset))
-            weights = balance_loss_weights(model, x, y, phase.weights)
+            def measure(phase=phase):
+                x, y = next(iter(datasets(phase)))
+                return balance_loss_weights(model, x, y, phase.weights)
+
+            weights = store.loss_weights(phase, measure)
         configure_phase(model, phase, optimizer(phase), weights, jit_compile)
-        histories[phase.name] = model.fit(
-            dataset, epochs=1, steps_per_epoch=int(steps(phase)),
-            callbacks=callbacks(phase) if callbacks else None, verbose=verbose, shuffle=False)
-    return histories
+        epochs = n // per_epoch
+        start_epoch = store.restore(model, phase)
+        log(_phase_line(method, phase, weights, n, start_epoch, epochs))
+        phase_callbacks = store.callbacks(phase) + (callbacks(phase) if callbacks else [])
+        t0 = time.time()
+        with backend.synchronized_batchnorm(model), warnings.catch_warnings():
+            if not weights.uses_anchor:
+                # The anchor's output layer exists but no loss of this phase reaches it:
+                # Keras's "Gradients do not exist for variables ['segmentation/...']" is
+                # expected here, not a user error.
+                warnings.filterwarnings("ignore", message="Gradients do not exist for "
+                                        "variables", category=UserWarning)
+            history = model.fit(dataset, epochs=epochs, steps_per_epoch=per_epoch,
+                                callbacks=phase_callbacks, verbose=verbose, shuffle=False,
+                                initial_epoch=start_epoch)
+        results[phase.name] = store.finish(model, phase, history, time.time() - t0)
+    return results
