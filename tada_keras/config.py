@@ -77,6 +77,14 @@ class RunConfig:
     disc_label_noise: float = 0.0
     monitor_every: int = 10
 
+    def resolved_method(self):
+        """The method of this run, resolved once: its phases with their loss weights
+        (λ = ``anchor_weight``) and their share of ``steps`` (``phase_steps``). Written
+        into ``config.json`` as ``resolved_method``; the harness, reports and figures read
+        it from there (``tada_keras.methods.method_of_config``)."""
+        method = get_method(self.method, self.anchor_weight)
+        return method.with_steps(self.phase_steps(method))
+
     def phase_steps(self, method) -> dict[str, int]:
         if len(method.phases) == 1:
             return {method.phases[0].name: self.steps}

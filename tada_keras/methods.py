@@ -40,11 +40,17 @@ class LossWeights:
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-    """One training phase: its loss weights and whether the head trains."""
+    """One training phase: its loss weights, whether the head trains, and (once a run's
+    step budget is known, see ``RunConfig.resolved_method``) its share of the steps.
+
+    Which data it sees follows from the weights: target images when a target loss is on
+    (``weights.uses_target_labels``; with ``--bn_exposure`` always), anchor labels when
+    an anchor loss is on (``weights.uses_anchor``)."""
 
     name: str
     weights: LossWeights
     head_trainable: bool = True
+    steps: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +58,40 @@ class Method:
     name: str
     phases: tuple[Phase, ...]
     description: str = ""
+
+    def with_steps(self, steps: dict[str, int]) -> Method:
+        """This method with each phase's share of the steps set (``{phase: steps}``)."""
+        return dataclasses.replace(self, phases=tuple(
+            dataclasses.replace(p, steps=int(steps[p.name])) for p in self.phases))
+
+    @property
+    def steps(self) -> dict[str, int | None]:
+        return {p.name: p.steps for p in self.phases}
+
+    def as_dict(self) -> dict:
+        """JSON form (``config.json``'s ``resolved_method``); ``from_dict`` reads it."""
+        return {"name": self.name, "description": self.description,
+                "phases": [{"name": p.name, "weights": p.weights.as_dict(),
+                            "head_trainable": p.head_trainable, "steps": p.steps}
+                           for p in self.phases]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Method:
+        return cls(data["name"], tuple(
+            Phase(p["name"], LossWeights(**p["weights"]), bool(p["head_trainable"]),
+                  None if p.get("steps") is None else int(p["steps"]))
+            for p in data["phases"]), data.get("description", ""))
+
+
+def method_of_config(config: dict) -> Method:
+    """The resolved method of a run from its ``config.json`` dict; runs written before
+    ``resolved_method`` existed are resolved from their settings (the same rule)."""
+    if "resolved_method" in config:
+        return Method.from_dict(config["resolved_method"])
+    from tada_keras.config import RunConfig
+
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in config.items() if k in known}).resolved_method()
 
 
 def _mtl(anchor_weight, src=False, tgt=False, tgt_main=False):

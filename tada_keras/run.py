@@ -6,6 +6,7 @@ settings live in ``tada_keras.config``, evaluation and inference in
 Layout of ``model_dir``::
 
     config.json                  the RunConfig (evaluate/predict rebuild the model from it)
+                                 + "resolved_method": phases, loss weights, steps
     phase_<name>/backup/         last epoch checkpoint (weights + optimizer) while running
     phase_<name>/final.weights.h5, phase_<name>/DONE   written atomically when it ends
     model.keras                  the final model
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 
 import keras
 
@@ -43,11 +43,10 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     predict_normals,
     predict_padded,
 )
-from tada_keras.methods import LossWeights, get_method
 from tada_keras.training import backend
 from tada_keras.training.backend import set_global_determinism
-from tada_keras.training.callbacks import ResumableCheckpoint, StopOnNonFinite
-from tada_keras.training.phases import PhaseStore, run_method
+from tada_keras.training.phases import run_method
+from tada_keras.training.run_directory import RunDirectory, _read_history  # noqa: F401
 
 
 def _optimizer(cfg, model):
@@ -180,75 +179,6 @@ def phase_dataset(cfg, spec, phase, skip_batches=0):
     return backend.shard_for_workers(ds.skip(skip_batches) if skip_batches else ds)
 
 
-class RunDirectory(PhaseStore):
-    """The phase runner's progress in ``model_dir/phase_<name>/`` (see the module doc):
-    a finished phase's ``final.weights.h5`` and ``DONE`` (history, seconds, optimizer
-    steps), the last epoch's ``backup/`` checkpoint while it runs, and the measured
-    ``loss_weights.json`` with ``--balance_losses`` (measured once, reused on resume)."""
-
-    def __init__(self, model_dir: str, hint: str = "", log=print):
-        self.model_dir = model_dir
-        self.hint = hint
-        self.log = log
-        self.timings: dict[str, float] = {}
-        self._checkpoints: dict[str, ResumableCheckpoint] = {}
-
-    def phase_dir(self, phase) -> str:
-        return os.path.join(self.model_dir, f"phase_{phase.name}")
-
-    def _path(self, phase, name) -> str:
-        return os.path.join(self.phase_dir(phase), name)
-
-    def _checkpoint(self, phase) -> ResumableCheckpoint:
-        if phase.name not in self._checkpoints:
-            self._checkpoints[phase.name] = ResumableCheckpoint(self._path(phase, "backup"))
-        return self._checkpoints[phase.name]
-
-    def finished(self, phase):
-        if not os.path.exists(self._path(phase, "DONE")):
-            return None
-        with open(self._path(phase, "DONE")) as f:
-            return json.load(f).get("history", {})
-
-    def load_finished(self, model, phase):
-        final = self._path(phase, "final.weights.h5")
-        self.log(f"[{phase.name}] already complete, loading {final}")
-        model.load_weights(final)
-
-    def resume_epoch(self, phase) -> int:
-        os.makedirs(self.phase_dir(phase), exist_ok=True)
-        state = self._checkpoint(phase).latest()
-        return state["epoch"] if state else 0
-
-    def restore(self, model, phase) -> int:
-        return self._checkpoint(phase).restore(model)
-
-    def loss_weights(self, phase, measure):
-        path = self._path(phase, "loss_weights.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                return LossWeights(**json.load(f))
-        weights = measure()
-        write_json(path, weights.as_dict())
-        return weights
-
-    def callbacks(self, phase) -> list:
-        # A diverged epoch stops the run before its checkpoint is written.
-        return [StopOnNonFinite(phase.name, hint=self.hint), self._checkpoint(phase)]
-
-    def finish(self, model, phase, history, seconds):
-        self.timings[phase.name] = seconds
-        with atomic_path(self._path(phase, "final.weights.h5"), ".weights.h5") as tmp:
-            model.save_weights(tmp)
-        logged = {k: [float(v) for v in vs] for k, vs in
-                  _read_history(self.phase_dir(phase), history).items()}
-        write_json(self._path(phase, "DONE"), {
-            "history": logged, "seconds": seconds,
-            "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations))})
-        shutil.rmtree(self._checkpoint(phase).directory, ignore_errors=True)
-        return logged
-
-
 def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     """Trains (resuming where a previous run stopped), evaluates, writes outputs.
 
@@ -278,13 +208,15 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
             except ValueError:
                 raise ValueError(f"{config_path} is not valid JSON (a damaged run directory);"
                                  " use a new --model_dir") from None
-        # Settings added to RunConfig after that run started take their defaults.
+        # Settings added to RunConfig after that run started take their defaults; the
+        # resolved method follows from the settings.
+        saved.pop("resolved_method", None)
         previous = {**dataclasses.asdict(RunConfig()), **saved}
         diff = settings_diff(previous, dataclasses.asdict(cfg))
         if diff:
             raise ValueError(f"--model_dir={cfg.model_dir} holds a run with other settings "
                              f"({', '.join(diff)}); use a new --model_dir")
-    method = get_method(cfg.method, cfg.anchor_weight)
+    method = cfg.resolved_method()  # the phases with their share of the steps
     # Everything the run reads is checked before its directory is written.
     check_data(cfg, method)
     set_global_determinism(cfg.seed, cfg.deterministic)
@@ -299,13 +231,14 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
                              "--backbone, --decoder_channels, --anchor and dataset") from None
     os.makedirs(cfg.model_dir, exist_ok=True)
     if not os.path.exists(config_path):
-        _atomic_write_json(config_path, dataclasses.asdict(cfg))
+        _atomic_write_json(config_path, {**dataclasses.asdict(cfg),
+                                         "resolved_method": method.as_dict()})
     if cfg.da != "none":  # discriminators become part of the weights and checkpoints
         from tada_keras.adaptation import config as da_config
 
         da_config.attach(model, cfg)
     spec = data_spec(cfg, model)
-    steps = cfg.phase_steps(method)
+    steps = method.steps
     store = RunDirectory(cfg.model_dir, hint=(
         f"Lower --learning_rate (now {cfg.learning_rate:g}) and use a new --model_dir."),
         log=log)
@@ -323,7 +256,7 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     histories = run_method(
         model, method, datasets=lambda phase, skip_batches=0: phase_dataset(
             cfg, spec, phase, skip_batches),
-        steps=lambda phase: steps[phase.name], optimizer=lambda phase: _optimizer(cfg, model),
+        steps=lambda phase: phase.steps, optimizer=lambda phase: _optimizer(cfg, model),
         callbacks=callbacks, balance=cfg.balance_losses, jit_compile=_jit(cfg),
         verbose=verbose, steps_per_epoch=cfg.steps_per_epoch, store=store, log=log)
     timings = store.timings
@@ -346,24 +279,3 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         log(f"warning: figures failed: {err}")
     _atomic_write_json(os.path.join(cfg.model_dir, "metrics.json"), results)
     return results
-
-
-def _read_history(phase_dir, history):
-    import csv
-
-    path = os.path.join(phase_dir, "history.csv")
-    if os.path.exists(path):
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-        if rows:
-            return {k: [_float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
-    return history.history
-
-
-def _float(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return float("nan")
-
-

@@ -50,6 +50,10 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     for phase, steps in (("phase1", 2), ("phase2", 2)):
         with open(os.path.join(model_dir, f"phase_{phase}", "DONE")) as f:
             assert json.load(f)["optimizer_steps"] == steps
+    with open(os.path.join(model_dir, "config.json")) as f:
+        resolved = json.load(f)["resolved_method"]  # what the run trained, phase by phase
+    assert [(p["name"], p["steps"], p["head_trainable"]) for p in resolved["phases"]] == [
+        ("phase1", 2, True), ("phase2", 2, False)]
 
     proc = _run(["tada_keras.evaluate", f"--model_dir={model_dir}"])
     assert proc.returncode == 0, proc.stderr[-3000:]

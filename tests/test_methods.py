@@ -1,5 +1,8 @@
 """Every method trains with model.fit; HeadFreeze keeps its head bit-identical."""
 
+import dataclasses
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -140,3 +143,28 @@ def test_dtype_policy_flag_builds_the_run_model_in_bf16_and_restores_the_policy(
     plain = run.build_run_model(run.RunConfig(model_dir="unused", backbone="tiny",
                                               decoder_channels=16))
     assert plain.get_layer("head").get_layer("segmentation").compute_dtype == "float32"
+
+
+def test_resolved_method_carries_steps_and_round_trips_through_config_json():
+    from tada_keras.config import RunConfig
+    from tada_keras.methods import Method, method_of_config
+
+    cfg = RunConfig(model_dir="unused", method="headfreeze", steps=300, phase1_fraction=0.2,
+                    steps_per_epoch=10, anchor_weight=0.5)
+    method = cfg.resolved_method()
+    assert method.steps == {"phase1": 60, "phase2": 240}
+    assert [p.head_trainable for p in method.phases] == [True, False]
+    assert method.phases[1].weights.target_anchor == 0.5  # λ resolved too
+    saved = json.loads(json.dumps({**dataclasses.asdict(cfg),
+                                   "resolved_method": method.as_dict()}))
+    assert Method.from_dict(saved["resolved_method"]) == method
+    assert method_of_config(saved) == method
+    # A config.json written before resolved_method existed resolves by the same rule...
+    old = {k: v for k, v in saved.items() if k != "resolved_method"}
+    assert method_of_config(old) == method
+    # ... and the recorded one wins over a rebuild (it is what the run trained).
+    saved["resolved_method"]["phases"][0]["steps"] = 1
+    assert method_of_config(saved).steps["phase1"] == 1
+    protocol_b = RunConfig(model_dir="unused", method="headfreeze", steps=100,
+                           phase1_steps=0, init_from=__file__)
+    assert protocol_b.resolved_method().steps == {"phase1": 0, "phase2": 100}

@@ -155,11 +155,11 @@ class PhaseCurve:
 
 def read_curves(model_dir: str) -> list[PhaseCurve]:
     """A finished run's per-phase ``history.csv`` files, on one training-step axis."""
-    from tada_keras.methods import get_method
+    from tada_keras.methods import method_of_config
 
     with open(os.path.join(model_dir, "config.json")) as f:
         cfg = json.load(f)
-    method = get_method(cfg["method"], cfg.get("anchor_weight", 1.0))
+    method = method_of_config(cfg)
     curves, start = [], 0
     for phase in method.phases:
         path = os.path.join(model_dir, f"phase_{phase.name}", "history.csv")

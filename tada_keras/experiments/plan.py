@@ -24,7 +24,6 @@ import re
 from tada_keras.config import RunConfig, validate
 from tada_keras.experiments.tables import DATA, TABLES, DataPreset, Row, Table
 from tada_keras.flags import ALIASES
-from tada_keras.methods import get_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # CLI names that differ from RunConfig field names.
@@ -79,8 +78,7 @@ class PlannedRun:
 
     @property
     def phase_steps(self) -> dict[str, int]:
-        return self.config.phase_steps(get_method(self.config.method,
-                                                  self.config.anchor_weight))
+        return self.config.resolved_method().steps
 
     @property
     def steps(self) -> int:
@@ -227,7 +225,7 @@ def _text(value) -> str:
 
 
 def final_weights(model_dir: str, cfg: RunConfig) -> str:
-    last = get_method(cfg.method, cfg.anchor_weight).phases[-1].name
+    last = cfg.resolved_method().phases[-1].name
     return os.path.join(model_dir, f"phase_{last}", "final.weights.h5")
 
 

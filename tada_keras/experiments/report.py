@@ -9,7 +9,6 @@ import os
 from tada_keras.atomic import write_text
 from tada_keras.experiments import aggregate as A
 from tada_keras.experiments.plan import Plan
-from tada_keras.methods import get_method
 
 
 def table_dir(plan: Plan) -> str:
@@ -24,7 +23,7 @@ def finished_dirs(plan: Plan) -> dict[str, list[str]]:
 
 def _uses_target_main(plan: Plan, key: str) -> bool:
     cfg = plan.runs[key][0].config
-    return any(p.weights.target_main > 0 for p in get_method(cfg.method).phases)
+    return any(p.weights.target_main > 0 for p in cfg.resolved_method().phases)
 
 
 def _task(task_name: str):

@@ -1,0 +1,111 @@
+"""RunDirectory: the phase runner's progress kept in a run directory (resume after a kill).
+
+Layout under ``model_dir`` (see ``tada_keras.run``)::
+
+    phase_<name>/backup/            last epoch checkpoint (weights + optimizer) while running
+    phase_<name>/history.csv        per-epoch logs (Keras CSVLogger, appended on resume)
+    phase_<name>/loss_weights.json  --balance_losses: the weights measured at its start
+    phase_<name>/final.weights.h5, phase_<name>/DONE   written atomically when it ends
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import keras
+
+from tada_keras.atomic import atomic_path, write_json
+from tada_keras.methods import LossWeights
+from tada_keras.training.callbacks import ResumableCheckpoint, StopOnNonFinite
+from tada_keras.training.phases import PhaseStore
+
+
+class RunDirectory(PhaseStore):
+    """The phase runner's progress in ``model_dir/phase_<name>/`` (see the module doc):
+    a finished phase's ``final.weights.h5`` and ``DONE`` (history, seconds, optimizer
+    steps), the last epoch's ``backup/`` checkpoint while it runs, and the measured
+    ``loss_weights.json`` with ``--balance_losses`` (measured once, reused on resume)."""
+
+    def __init__(self, model_dir: str, hint: str = "", log=print):
+        self.model_dir = model_dir
+        self.hint = hint
+        self.log = log
+        self.timings: dict[str, float] = {}
+        self._checkpoints: dict[str, ResumableCheckpoint] = {}
+
+    def phase_dir(self, phase) -> str:
+        return os.path.join(self.model_dir, f"phase_{phase.name}")
+
+    def _path(self, phase, name) -> str:
+        return os.path.join(self.phase_dir(phase), name)
+
+    def _checkpoint(self, phase) -> ResumableCheckpoint:
+        if phase.name not in self._checkpoints:
+            self._checkpoints[phase.name] = ResumableCheckpoint(self._path(phase, "backup"))
+        return self._checkpoints[phase.name]
+
+    def finished(self, phase):
+        if not os.path.exists(self._path(phase, "DONE")):
+            return None
+        with open(self._path(phase, "DONE")) as f:
+            return json.load(f).get("history", {})
+
+    def load_finished(self, model, phase):
+        final = self._path(phase, "final.weights.h5")
+        self.log(f"[{phase.name}] already complete, loading {final}")
+        model.load_weights(final)
+
+    def resume_epoch(self, phase) -> int:
+        os.makedirs(self.phase_dir(phase), exist_ok=True)
+        state = self._checkpoint(phase).latest()
+        return state["epoch"] if state else 0
+
+    def restore(self, model, phase) -> int:
+        return self._checkpoint(phase).restore(model)
+
+    def loss_weights(self, phase, measure):
+        path = self._path(phase, "loss_weights.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                return LossWeights(**json.load(f))
+        weights = measure()
+        write_json(path, weights.as_dict())
+        return weights
+
+    def callbacks(self, phase) -> list:
+        # A diverged epoch stops the run before its checkpoint is written.
+        return [StopOnNonFinite(phase.name, hint=self.hint), self._checkpoint(phase)]
+
+    def finish(self, model, phase, history, seconds):
+        self.timings[phase.name] = seconds
+        with atomic_path(self._path(phase, "final.weights.h5"), ".weights.h5") as tmp:
+            model.save_weights(tmp)
+        logged = {k: [float(v) for v in vs] for k, vs in
+                  _read_history(self.phase_dir(phase), history).items()}
+        write_json(self._path(phase, "DONE"), {
+            "history": logged, "seconds": seconds,
+            "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations))})
+        shutil.rmtree(self._checkpoint(phase).directory, ignore_errors=True)
+        return logged
+
+
+def _read_history(phase_dir, history):
+    path = os.path.join(phase_dir, "history.csv")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        if rows:
+            return {k: [_float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+    return history.history
+
+
+def _float(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
