@@ -39,14 +39,22 @@ def predict_normals(model, images):
     return predict_main(model, images)
 
 
-def predict_padded(model, images):
-    """Predicts on images of any size: zero-pads to a multiple of 32, crops the outputs."""
+NETWORK_STRIDE = 32  # the encoder's total down-sampling: inputs are a multiple of it
+
+
+def pad_to_stride(images, stride: int = NETWORK_STRIDE) -> np.ndarray:
+    """(N, H, W, C) images zero-padded at the bottom and right to a multiple of
+    ``stride`` (the one padding rule of prediction and feature extraction)."""
     images = np.asarray(images, np.float32)
     h, w = images.shape[1:3]
-    ph, pw = -h % 32, -w % 32
-    if ph or pw:
-        images = np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)))
-    out = model.predict(images, verbose=0)
+    ph, pw = -h % stride, -w % stride
+    return np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0))) if ph or pw else images
+
+
+def predict_padded(model, images):
+    """Predicts on images of any size: zero-pads to a multiple of 32, crops the outputs."""
+    h, w = np.shape(images)[1:3]
+    out = model.predict(pad_to_stride(images), verbose=0)
     oh, ow = (h + 1) // 2, (w + 1) // 2
     return {k: (np.asarray(v)[:, :oh, :ow] if np.ndim(v) == 4 else np.asarray(v))
             for k, v in out.items()}

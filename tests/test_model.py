@@ -112,3 +112,15 @@ def test_bad_configuration_is_a_clear_error(kwargs, match):
     kwargs.setdefault("backbone", "tiny")
     with pytest.raises(ValueError, match=match):
         tada_keras.build_model(**kwargs)
+
+
+def test_pad_to_stride_pads_bottom_right_with_zeros_only_when_needed():
+    from tada_keras.inference import pad_to_stride
+
+    images = np.full((2, 33, 64, 3), 7.0, np.float32)
+    padded = pad_to_stride(images)
+    assert padded.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(padded[:, :33], images)
+    assert not padded[:, 33:].any()
+    same = np.ones((1, 32, 96, 3), np.float32)
+    assert pad_to_stride(same).shape == (1, 32, 96, 3)

@@ -270,11 +270,12 @@ def pca_figure(panels: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]],
 def encoder_features(model, images: np.ndarray) -> np.ndarray:
     """Freeze-point features (N, h, w, D) of images of any size (zero-padded to a multiple
     of 32 like ``predict_padded``; the padding's cells are cropped)."""
-    images = np.asarray(images, np.float32)
-    h, w = images.shape[1:3]
-    padded = np.pad(images, ((0, 0), (0, -h % 32), (0, -w % 32), (0, 0)))
     import keras
 
+    from tada_keras.inference import pad_to_stride
+
+    h, w = np.shape(images)[1:3]
+    padded = pad_to_stride(images)
     # A direct call, not predict(): predict retraces for every new batch shape.
     out = model.get_layer("encoder")(padded, training=False)
     feats = keras.ops.convert_to_numpy(out[0] if isinstance(out, (list, tuple)) else out)
