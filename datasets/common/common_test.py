@@ -73,3 +73,18 @@ def test_drop_empty_splits(caplog):
                for r in caplog.records)
     with pytest.raises(ValueError, match="D: nothing here"):
         split_checks.drop_empty_splits("D", {"train": []}, {"train": "-"}, "nothing here")
+
+
+def test_require_files_names_the_first_missing_path_and_the_instructions(tmp_path):
+    from etils import epath
+
+    from .manual_dir import require_files
+
+    (tmp_path / "present.txt").write_text("x")
+    require_files(epath.Path(tmp_path), ["present.txt"], "download it")  # no error
+    with pytest.raises(FileNotFoundError) as err:
+        require_files(epath.Path(tmp_path), ["present.txt", "a/missing.mat", "b.mat"],
+                      "Download the toolbox into manual_dir.")
+    text = str(err.value)
+    assert str(tmp_path / "a" / "missing.mat") in text and "b.mat" not in text
+    assert text.endswith("Download the toolbox into manual_dir.")

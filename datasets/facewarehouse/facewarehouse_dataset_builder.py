@@ -19,9 +19,11 @@ from . import mesh_io, mesh_render
 
 try:
     from ..common import image_io, split_checks
+    from ..common.face_features import face_features
     from ..face_landmarks import face_region, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
     from tada_datasets.common import image_io, split_checks
+    from tada_datasets.common.face_features import face_features
     from tada_datasets.face_landmarks import face_region, landmarks_file, splits
 
 CAMERA_FILENAME = "camera.json"
@@ -259,15 +261,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         k = landmarks_file.NUM_LANDMARKS
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
-                C.IMAGE: tfds.features.Image(shape=(None, None, 3)),
-                C.NORMALS: tfds.features.Tensor(
-                    shape=(None, None, 3), dtype=np.float32,
-                    encoding=tfds.features.Encoding.ZLIB),
-                C.NORMALS_MASK: tfds.features.Tensor(
-                    shape=(None, None), dtype=np.bool_, encoding=tfds.features.Encoding.ZLIB),
-                C.KEYPOINTS: tfds.features.Tensor(shape=(k, 3), dtype=np.float32),
-                C.KEYPOINTS_VISIBLE: tfds.features.Tensor(shape=(k,), dtype=np.bool_),
-                C.EXAMPLE_ID: tfds.features.Text(),
+                **face_features(k),
                 "subject": tfds.features.Text(),
                 # The dataset's own .land points, x, y normalised, origin top-left, y down.
                 "land_points": tfds.features.Tensor(shape=(None, 2), dtype=np.float32),

@@ -16,9 +16,11 @@ from tada_keras import conventions as C
 
 try:
     from ..common import image_io, split_checks
+    from ..common.face_features import face_features
     from ..face_landmarks import face_region, head_pose, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
     from tada_datasets.common import image_io, split_checks
+    from tada_datasets.common.face_features import face_features
     from tada_datasets.face_landmarks import face_region, head_pose, landmarks_file, splits
 
 ROOT_DIRNAME = "DATA_pose_15"
@@ -140,15 +142,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGIST
         k = landmarks_file.NUM_LANDMARKS
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
-                C.IMAGE: tfds.features.Image(shape=(None, None, 3)),
-                C.NORMALS: tfds.features.Tensor(
-                    shape=(None, None, 3), dtype=np.float32,
-                    encoding=tfds.features.Encoding.ZLIB),
-                C.NORMALS_MASK: tfds.features.Tensor(
-                    shape=(None, None), dtype=np.bool_, encoding=tfds.features.Encoding.ZLIB),
-                C.KEYPOINTS: tfds.features.Tensor(shape=(k, 3), dtype=np.float32),
-                C.KEYPOINTS_VISIBLE: tfds.features.Tensor(shape=(k,), dtype=np.bool_),
-                C.EXAMPLE_ID: tfds.features.Text(),
+                **face_features(k),
                 "identity": tfds.features.Text(),
                 "light": tfds.features.Tensor(shape=(NUM_LIGHT_COEFFS,), dtype=np.float32),
             }),

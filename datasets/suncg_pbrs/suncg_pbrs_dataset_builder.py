@@ -16,6 +16,7 @@ from etils import epath
 
 from tada_keras import conventions as C
 
+from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
 from . import conversions
 
@@ -254,13 +255,7 @@ def read_view(
 
 def _require(root: epath.Path, relative_paths) -> None:
     """Raises FileNotFoundError with the instructions and the first missing path."""
-    for rel in relative_paths:
-        path = root / rel
-        if not path.exists():
-            raise FileNotFoundError(
-                f"Missing or incomplete manual_dir: {path} not found.\n"
-                f"{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            )
+    require_files(root, relative_paths, MANUAL_DOWNLOAD_INSTRUCTIONS)
 
 
 def _read_bytes(path: epath.Path) -> bytes:
