@@ -9,7 +9,7 @@ import pytest
 from conftest import make_batch
 
 import tada_keras
-from tada_keras.training.phases import configure_phase, run_method
+from tada_keras.training.phases import configure_phase, parse_phase_line, run_method
 
 
 def _dataset(x, y):
@@ -29,9 +29,16 @@ def test_each_method_fits_a_tiny_batch(tiny_model, method):
     x, y = make_batch(seed=7)
     m = tada_keras.get_method(method)
     ds = _dataset(x, y)
+    lines = []
     histories = run_method(model, m, lambda p: ds, lambda p: 40,
-                           lambda p: keras.optimizers.Adam(3e-3), verbose=0)
+                           lambda p: keras.optimizers.Adam(3e-3), verbose=0, log=lines.append)
     assert set(histories) == {p.name for p in m.phases}
+    # The harness follows a run by these lines (parse_phase_line reads what run_method logs).
+    assert [parse_phase_line(line) for line in lines] == [(p.name, "started")
+                                                          for p in m.phases]
+    assert parse_phase_line("[phase2] skipped (0 steps; ...)") == ("phase2", "skipped")
+    assert parse_phase_line("[train] already complete, loading x") == ("train", "done")
+    assert parse_phase_line("Epoch 1/3") is None
     for phase in m.phases:  # exactly the active loss groups are logged
         active = {g for g, w in phase.weights.as_dict().items() if w}
         assert set(histories[phase.name].history) == {"loss"} | active

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 from tada_keras.experiments.plan import ROOT, PlannedRun
-
-# tada_keras.run logs "[<phase>] method=..." when a phase starts training.
-_PHASE_LINE = re.compile(r"^\[(\w+)\] (method=|skipped|already complete)")
+from tada_keras.training.phases import parse_phase_line
 
 Launcher = Callable[[PlannedRun, Callable[[str], None]], int]
 
@@ -112,11 +109,11 @@ def execute(runs: list[PlannedRun], launch: Launcher = launch_subprocess,
         start = clock()
 
         def on_line(line, tag=tag, phases=phases, start=start):
-            match = _PHASE_LINE.match(line)
-            if match:
-                phase, what = match.groups()
-                state = {"method=": f"{phases.get(phase, '?')} steps",
-                         "skipped": "skipped", "already complete": "done before"}[what]
+            event = parse_phase_line(line)
+            if event:
+                phase, what = event
+                state = {"started": f"{phases.get(phase, '?')} steps",
+                         "skipped": "skipped", "done": "done before"}[what]
                 log(f"{tag} · {phase} · {state} · {format_duration(clock() - start)}")
 
         code = launch(run, on_line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -87,8 +88,20 @@ class PhaseStore:
         return history
 
 
+# The phase lines run_method logs; the harness (experiments/runner.py) follows a training
+# subprocess by them, through ``parse_phase_line`` (the writer and the reader live here).
+_PHASE_EVENT = re.compile(r"^\[(\w+)\] (method=|skipped|already complete)")
+PHASE_EVENTS = {"method=": "started", "skipped": "skipped", "already complete": "done"}
+
+
+def parse_phase_line(line: str) -> tuple[str, str] | None:
+    """``(phase, event)`` of a line ``run_method`` logged (event: started, skipped, done),
+    or None for any other line."""
+    match = _PHASE_EVENT.match(line)
+    return (match.group(1), PHASE_EVENTS[match.group(2)]) if match else None
+
+
 def _phase_line(method, phase, weights, steps, start_epoch, epochs) -> str:
-    # The harness (experiments/runner.py) follows a run by this line's "[<phase>] method=".
     line = (f"[{phase.name}] method={method.name} head_trainable={phase.head_trainable} "
             f"weights={ {k: round(v, 4) for k, v in weights.as_dict().items() if v} } "
             f"steps={steps}")
