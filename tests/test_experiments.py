@@ -174,12 +174,18 @@ def test_effective_config_reads_flagfiles_like_absl(tmp_path):
     inner.write_text("# comment\n--steps=10\n--bn_exposure=true\n--anchor=keypoints\n")
     outer = tmp_path / "outer.flags"
     outer.write_text(f"--flagfile={inner}\n--steps=20\n")
-    cfg = P.effective_config([f"--flagfile={outer}", "--nobn_exposure", "--phase1_steps=None",
-                              "--learning_rate=0.5"])
+    cfg = P.effective_config([f"--flagfile={outer}", "--nobn_exposure", "--phase1_steps=7",
+                              "--learning_rate=0.5", "--data_dir=None"])
     assert cfg.steps == 20 and cfg.bn_exposure is False and cfg.anchor_task == "keypoints"
-    assert cfg.phase1_steps is None and cfg.learning_rate == 0.5
+    assert cfg.phase1_steps == 7 and cfg.learning_rate == 0.5 and cfg.data_dir is None
+    assert P.effective_config([f"--flagfile={outer}"]).phase1_steps is None
     with pytest.raises(P.PlanError, match="--not_a_flag"):
         P.effective_config(["--not_a_flag=1"])
+    # What the training CLI rejects, the plan rejects (the same absl parser): an integer
+    # flag does not take "None" (the earlier hand-written parser accepted it).
+    for bad in ("--phase1_steps=None", "--steps=ten", "--method=nope"):
+        with pytest.raises(P.PlanError, match=bad.split("=")[0]):
+            P.effective_config([bad])
 
 
 def _plan(table, tmp_path, **kwargs):

@@ -129,42 +129,12 @@ def expand_flagfiles(args: list[str], root: str = ROOT) -> list[str]:
     return out
 
 
-def _field_types() -> dict[str, tuple[str, object]]:
-    defaults = RunConfig()
-    return {f.name: (str(f.type), getattr(defaults, f.name))
-            for f in dataclasses.fields(RunConfig)}
+def _fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(RunConfig)}
 
 
 def flag_field(name: str) -> str:
-    """The RunConfig field of a CLI flag name."""
     return FLAG_ALIASES.get(name, name)
-
-
-def _convert(name: str, type_text: str, default, text: str | None):
-    optional = type_text.replace(" ", "").endswith("|None")
-    if optional and text in ("", "None"):
-        return None
-    base = type_text.split("|")[0].strip()
-    if isinstance(default, bool) or base == "bool":
-        value = "true" if text is None else text.lower()
-        if value in ("true", "t", "1", "yes"):
-            return True
-        if value in ("false", "f", "0", "no"):
-            return False
-        raise PlanError(f"--{name}={text}: expected true or false")
-    if text is None:
-        raise PlanError(f"--{name} needs a value")
-    try:
-        if isinstance(default, int) or base == "int":
-            return int(text)
-        if isinstance(default, float) or base == "float":
-            return float(text)
-    except ValueError as err:
-        raise PlanError(f"--{name}={text}: {err}") from None
-    if isinstance(default, (list, tuple)) or base.startswith(("list", "tuple")):
-        items = [t for t in text.split(",") if t]
-        return tuple(items) if isinstance(default, tuple) or base.startswith("tuple") else items
-    return text
 
 
 def split_flag(arg: str) -> tuple[str, str | None]:
@@ -176,30 +146,34 @@ def split_flag(arg: str) -> tuple[str, str | None]:
 
 def missing_fields(args: list[str]) -> list[str]:
     """CLI flags of ``args`` that ``RunConfig`` has no field for."""
-    types = _field_types()
+    fields = _fields()
     missing = []
     for arg in args:
         name, value = split_flag(arg)
-        field = flag_field(name)
-        negated = value is None and name.startswith("no") and flag_field(name[2:]) in types
-        if field not in types and not negated:
+        negated = value is None and name.startswith("no") and flag_field(name[2:]) in fields
+        if flag_field(name) not in fields and not negated:
             missing.append(name)
     return missing
 
 
 def effective_config(args: list[str], root: str = ROOT) -> RunConfig:
-    """The RunConfig ``python -m tada_keras.train <args>`` would run (later flags win)."""
-    types = _field_types()
-    values = {}
-    for arg in expand_flagfiles(args, root):
-        name, text = split_flag(arg)
-        field = flag_field(name)
-        if field not in types and text is None and name.startswith("no"):
-            field, text = flag_field(name[2:]), "false"  # absl's --noflag
-        if field not in types:
-            raise PlanError(f"--{name}: tada_keras.train has no such flag")
-        values[field] = _convert(name, *types[field], text)
-    return RunConfig(**values)
+    """The RunConfig ``python -m tada_keras.train <args>`` would run: the same absl flags
+    (generated from ``RunConfig``) parse the same arguments, so later flags win, ``--noX``
+    and every value's syntax mean what they mean to the CLI."""
+    from absl import flags
+
+    from tada_keras.flags import config_from_flags, define_run_flags
+
+    expanded = expand_flagfiles(args, root)
+    for name in missing_fields(expanded):
+        raise PlanError(f"--{name}: tada_keras.train has no such flag")
+    values = flags.FlagValues()
+    define_run_flags(values)
+    try:
+        values(["tada_keras.train", *expanded])
+    except flags.Error as err:
+        raise PlanError(str(err)) from None
+    return config_from_flags(values)
 
 
 # --- run identity --------------------------------------------------------------------------
