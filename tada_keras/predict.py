@@ -2,6 +2,11 @@
 
     python -m tada_keras.predict --model_dir=runs/demo/headfreeze --images=a.png,b.jpg \
         --out=predictions/
+    python -m tada_keras.predict --model_dir=... --images=photos/ --out=predictions/
+    python -m tada_keras.predict --model_dir=... --images='shots/*.jpg' --out=predictions/
+
+``--images`` takes files, folders (their PNG/JPEG/TIFF/BMP/WebP files, sorted, not
+recursive) and glob patterns (quote them so the shell leaves them alone), comma-separated.
 
 Writes ``<name>_normals.png`` ((n + 1) / 2 as RGB) and ``<name>_normals.npy`` (float32
 unit normals in the camera frame, x right, y up, z toward the camera) at the input image's
@@ -10,7 +15,8 @@ resolution; a depth run writes ``<name>_depth.npy`` (float32 metres) and
 size are zero-padded to a multiple of 32 (the padding is cropped from the prediction);
 ``--input_size`` resizes them to a square first instead. 8- and 16-bit, grey and colour
 PNG/JPEG are read at their full range; two inputs with the same file name get distinct
-output names.
+output names. Each image also gets ``<name>_side_by_side.png``: the input (as oriented by
+its EXIF tag) next to the prediction's PNG.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import numpy as np
 from absl import app, flags
 
 flags.DEFINE_string("model_dir", None, "A directory written by tada_keras.train.")
-flags.DEFINE_list("images", [], "Comma-separated image files (PNG/JPEG).")
+flags.DEFINE_list("images", [], "Comma-separated image files, folders (their images, "
+                  "sorted) or quoted glob patterns.")
 flags.DEFINE_string("out", None, "Output directory.")
 flags.DEFINE_integer("input_size", None, "Resize inputs to this square size (divisible by "
                      "32); default: the run's eval size, else the image zero-padded to a "
@@ -30,6 +37,55 @@ flags.DEFINE_integer("input_size", None, "Resize inputs to this square size (div
 FLAGS = flags.FLAGS
 
 MAX_PIXELS = 4096 * 4096  # one CPU forward of a larger image takes minutes and GBs
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def expand_images(entries) -> list[str]:
+    """Files, folders (their images, sorted, not recursive) and glob patterns -> image
+    files, in the order given. Raises ValueError naming an entry that gives nothing."""
+    import glob
+
+    def images_in(paths):
+        return sorted(p for p in paths
+                      if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+
+    files = []
+    for entry in entries:
+        if os.path.isdir(entry):
+            found = images_in(os.path.join(entry, name) for name in os.listdir(entry))
+            if not found:
+                raise ValueError(f"--images: no image file ({', '.join(IMAGE_EXTENSIONS)}) "
+                                 f"in the folder {entry}")
+        elif glob.has_magic(entry):
+            found = images_in(glob.glob(entry))
+            if not found:
+                raise ValueError(f"--images: the pattern {entry!r} matches no image file")
+        elif os.path.isfile(entry):
+            found = [entry]
+        else:
+            raise ValueError(f"--images: file not found: {entry}")
+        files.extend(found)
+    return files
+
+
+def side_by_side(image: np.ndarray, prediction_png: str, path: str) -> None:
+    """Writes the input (RGB float [0, 255]) and the prediction's PNG next to each other
+    (the prediction resized to the input's height if needed)."""
+    from PIL import Image
+
+    from tada_keras.atomic import atomic_path
+
+    left = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    with Image.open(prediction_png) as pred:
+        right = pred.convert("RGB")
+    if right.height != left.height:
+        right = right.resize((round(right.width * left.height / right.height), left.height),
+                             Image.BILINEAR)
+    canvas = Image.new("RGB", (left.width + right.width, left.height))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    with atomic_path(path, ".png") as tmp:
+        canvas.save(tmp, format="PNG")
 
 
 def load_image(path, size=None):
@@ -81,28 +137,30 @@ def main(argv):
     if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
         print(f"error: --out={FLAGS.out} is a file, not a directory", file=sys.stderr)
         return 2
-    missing = [p for p in FLAGS.images if not os.path.isfile(p)]
-    if missing:
-        print(f"error: --images: file not found: {missing[0]}", file=sys.stderr)
-        return 2
     try:
+        paths = expand_images(FLAGS.images)
         cfg, model = load_run(FLAGS.model_dir)
         size = FLAGS.input_size or cfg.eval_input_size
-        images = [load_image(p, size) for p in FLAGS.images]
+        images = [load_image(p, size) for p in paths]
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from PIL import Image
 
     os.makedirs(FLAGS.out, exist_ok=True)
-    for path, stem, image in zip(FLAGS.images, output_stems(FLAGS.images, FLAGS.out), images):
+    for path, stem, image in zip(paths, output_stems(paths, FLAGS.out), images):
         height, width = image.shape[:2]
         if size:  # back to the file's own size
             with Image.open(path) as original:
                 width, height = _oriented_size(original)
         prediction = model.main.postprocess(predict_padded(model, image[None]),
                                             (height, width))[0]
-        written = model.main.save_prediction(stem, prediction)
+        written = list(model.main.save_prediction(stem, prediction))
+        pngs = [w for w in written if w.endswith(".png")]
+        if pngs:
+            shown = image if image.shape[:2] == (height, width) else load_image(path)
+            side_by_side(shown, pngs[0], f"{stem}_side_by_side.png")
+            written.append(f"{stem}_side_by_side.png")
         print(f"{path} -> {', '.join(written)} {prediction.shape}")
     return 0
 

@@ -231,14 +231,44 @@ def test_predict_reads_16_bit_pads_odd_sizes_and_keeps_duplicate_names(data_dir,
     assert first.shape == (37, 45, 3)
     np.testing.assert_allclose(first, second, atol=1e-3)
     assert (out / "x_2_normals.png").exists()
+    with Image.open(out / "x_side_by_side.png") as pair:  # input | prediction
+        assert pair.size == (2 * 45, 37)
+        pair = np.asarray(pair.convert("RGB"))
+    np.testing.assert_array_equal(pair[:, :45, 0], grey8)
+    with Image.open(out / "x_normals.png") as pred:
+        np.testing.assert_array_equal(pair[:, 45:], np.asarray(pred.convert("RGB")))
+
+    # Folders (sorted, images only) and quoted globs expand to image files.
+    Image.fromarray(grey8[:32, :32]).save(tmp_path / "a" / "w.jpg")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    folder_out, glob_out = tmp_path / "pred_folder", tmp_path / "pred_glob"
+    proc = _run(["tada_keras.predict", f"--model_dir={model_dir}", f"--out={folder_out}",
+                 f"--images={tmp_path / 'a'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in folder_out.glob("*.npy")) == ["w_normals.npy",
+                                                                "x_normals.npy"]
+    proc = _run(["tada_keras.predict", f"--model_dir={model_dir}", f"--out={glob_out}",
+                 f"--images={tmp_path / '*' / 'x.png'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in glob_out.glob("*.npy")) == ["x_2_normals.npy",
+                                                              "x_normals.npy"]
+    np.testing.assert_allclose(np.load(glob_out / "x_normals.npy"), first, atol=1e-5)
 
     blank = tmp_path / "blank.png"
     blank.write_bytes(b"")
+    (out / "empty").mkdir()
     for args, needle in (([f"--images={blank}", f"--out={out}"], f"cannot read {blank}"),
                          ([f"--images={tmp_path / 'a' / 'x.png'}", f"--out={blank}"],
                           "is a file, not a directory"),
                          ([f"--images={blank}", f"--out={out}", "--input_size=33"],
-                          "--input_size=33")):
+                          "--input_size=33"),
+                         ([f"--images={tmp_path / 'b' / 'nothing*.png'}", f"--out={out}"],
+                          "matches no image file"),
+                         ([f"--images={tmp_path / 'missing.png'}", f"--out={out}"],
+                          "file not found"),
+                         ([f"--images={out / 'empty'}", f"--out={out}"],
+                          f"no image file (.png, .jpg, .jpeg, .tif, .tiff, .bmp, .webp) in "
+                          f"the folder {out / 'empty'}")):
         proc = _run(["tada_keras.predict", f"--model_dir={model_dir}"] + args)
         assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr[-1500:])
         assert "Traceback" not in proc.stderr
