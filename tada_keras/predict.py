@@ -171,5 +171,12 @@ def _oriented_size(image):
     return ImageOps.exif_transpose(image).size
 
 
+def run():
+    """The console script's entry (``pyproject.toml``): flagfiles resolved, then absl."""
+    from tada_keras import flagfiles
+
+    flagfiles.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

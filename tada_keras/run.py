@@ -11,7 +11,9 @@ Layout of ``model_dir``::
     phase_<name>/final.weights.h5, phase_<name>/DONE   written atomically when it ends
     model.keras                  the final model
     metrics.json                 target_test (+ source_val, anchor metrics, timings)
-    logs/                        TensorBoard
+    run.log                      every message of the run, timestamped (appended on resume)
+    logs/train/                  TensorBoard: epoch scalars at one global step across the
+                                 phases, the figures as images (logs/discriminator/: DA)
     figures/*.png                qualitative results and training curves
 """
 
@@ -47,6 +49,7 @@ from tada_keras.training import backend
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.phases import run_method
 from tada_keras.training.run_directory import RunDirectory, _read_history  # noqa: F401
+from tada_keras.training.run_log import GlobalStepTensorBoard, RunLog, write_figure_images
 
 
 def _optimizer(cfg, model):
@@ -230,6 +233,18 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
                              "expected the final.weights.h5 of a run with the same "
                              "--backbone, --decoder_channels, --anchor and dataset") from None
     os.makedirs(cfg.model_dir, exist_ok=True)
+    with RunLog(cfg.model_dir, log) as run_log:
+        run_log.file(f"run {cfg.method} in {os.path.abspath(cfg.model_dir)}; settings: "
+                     f"{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}")
+        try:
+            return _train_logged(cfg, model, method, config_path, run_log, verbose)
+        except Exception as err:
+            run_log.file(f"error: {type(err).__name__}: {err}")
+            raise
+
+
+def _train_logged(cfg, model, method, config_path, log, verbose) -> dict:
+    """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log."""
     if not os.path.exists(config_path):
         _atomic_write_json(config_path, {**dataclasses.asdict(cfg),
                                          "resolved_method": method.as_dict()})
@@ -244,12 +259,16 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         log=log)
 
     def callbacks(phase):
+        index = method.phases.index(phase)
+        first = sum(steps[p.name] for p in method.phases[:index])
+        epochs = -(-steps[phase.name] // cfg.steps_per_epoch)
         phase_callbacks = [
-            keras.callbacks.TensorBoard(os.path.join(cfg.model_dir, "logs", phase.name)),
+            GlobalStepTensorBoard(os.path.join(cfg.model_dir, "logs", "train"), first,
+                                  steps[phase.name], cfg.steps_per_epoch, index + 1),
+            log.epoch_callback(phase.name, epochs),
             keras.callbacks.CSVLogger(os.path.join(store.phase_dir(phase), "history.csv"),
                                       append=True)]
         if cfg.da != "none":
-            first = sum(steps[p.name] for p in method.phases[:method.phases.index(phase)])
             phase_callbacks.append(da_config.monitor(cfg, phase.name, first, log))
         return phase_callbacks
 
@@ -273,8 +292,11 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     try:
         from tada_keras import viz
 
-        viz.write_run_figures(model, cfg, spec, histories,
-                              os.path.join(cfg.model_dir, "figures"))
+        figures = os.path.join(cfg.model_dir, "figures")
+        viz.write_run_figures(model, cfg, spec, histories, figures)
+        write_figure_images(os.path.join(cfg.model_dir, "logs", "train"),
+                            sorted(os.path.join(figures, n) for n in os.listdir(figures)
+                                   if n.endswith(".png")), sum(steps.values()))
     except Exception as err:
         log(f"warning: figures failed: {err}")
     _atomic_write_json(os.path.join(cfg.model_dir, "metrics.json"), results)

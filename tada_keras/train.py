@@ -68,5 +68,12 @@ def main(argv):
     return 0
 
 
+def run():
+    """The console script's entry (``pyproject.toml``): flagfiles resolved, then absl."""
+    from tada_keras import flagfiles
+
+    flagfiles.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

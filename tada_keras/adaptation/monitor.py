@@ -172,22 +172,34 @@ def plot_monitor(csv_path: str, path: str, warmup_steps: int = 0, title: str = "
     if not rows:
         return
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     ax.plot(steps, [r["accuracy_source"] for r in rows], lw=1, label="source")
     ax.plot(steps, [r["accuracy_target"] for r in rows], lw=1, label="target")
     ax.plot(steps, [r["accuracy"] for r in rows], lw=2, color="k", label="balanced")
     ax.axhline(CHANCE_THRESHOLD, color="r", ls="--", lw=1, label="55 %")
     if warmup_steps:
         ax.axvspan(0, warmup_steps, color="0.9", label="warm-up")
+    # Phase boundaries (HeadFreeze: phase 2 starts here), from the CSV's phase column.
+    for before, after in zip(rows, rows[1:]):
+        if after["phase"] != before["phase"]:
+            ax.axvline(before["step"], color="0.4", lw=1, ls="-.",
+                       label=f"{before['phase']} | {after['phase']}")
+            ax.text(before["step"], 1.01, f" {after['phase']} ", fontsize=8, ha="left",
+                    va="bottom", transform=ax.get_xaxis_transform())
     ax.set_ylim(0, 1)
     ax.set_xlabel("step")
     ax.set_ylabel("discriminator accuracy")
     twin = ax.twinx()
-    twin.plot(steps, [r["da_lambda"] for r in rows], color="tab:green", lw=1, ls=":")
-    twin.set_ylabel("λ", color="tab:green")
-    ax.legend(loc="lower left", fontsize=8, ncol=3)
-    ax.set_title(title or "discriminator monitor")
-    fig.tight_layout()
+    twin.plot(steps, [r["da_lambda"] for r in rows], color="tab:green", lw=1, ls=":",
+              label="λ (right axis)")
+    twin.set_ylabel("gradient-reversal λ", color="tab:green")
+    twin.tick_params(axis="y", colors="tab:green")
+    lines, labels = ax.get_legend_handles_labels()
+    more, more_labels = twin.get_legend_handles_labels()
+    # Below the axes, so it never hides the curves.
+    ax.legend(lines + more, labels + more_labels, loc="upper center", fontsize=8,
+              ncol=4, bbox_to_anchor=(0.5, -0.16), frameon=False)
+    ax.set_title(title or "discriminator monitor", pad=14)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # keeps the right axis label
     plt.close(fig)

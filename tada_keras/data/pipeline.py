@@ -8,7 +8,7 @@ masks decide; there is no per-method code path here).
 
 Augmentation is the paper's: random colour shift only (no flips or geometric transforms,
 which would change normals), plus random crops to ``crop_size`` when images are larger.
-All of it runs in tf.data, where keras-cv style augmentation works on every backend.
+All of it runs in tf.data (so on every backend).
 """
 
 from __future__ import annotations

@@ -130,5 +130,12 @@ def _portable(base):
                                target_manual_dir=None)
 
 
+def run():
+    """The console script's entry (``pyproject.toml``): flagfiles resolved, then absl."""
+    from tada_keras import flagfiles
+
+    flagfiles.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -109,26 +109,6 @@ class Plan:
 
 
 # --- flags -> RunConfig ------------------------------------------------------------------
-def expand_flagfiles(args: list[str], root: str = ROOT) -> list[str]:
-    """Inlines ``--flagfile=`` arguments (recursively; relative paths are relative to the
-    repository root, where the training subprocesses run)."""
-    out = []
-    for arg in args:
-        if arg.startswith("--flagfile="):
-            path = arg.split("=", 1)[1]
-            if not os.path.isabs(path):
-                path = os.path.join(root, path)
-            if not os.path.isfile(path):
-                raise PlanError(f"--flagfile: file not found: {path}")
-            with open(path) as f:
-                lines = [ln.strip() for ln in f]
-            out.extend(expand_flagfiles([ln for ln in lines
-                                         if ln and not ln.startswith(("#", "//"))], root))
-        else:
-            out.append(arg)
-    return out
-
-
 def _fields() -> set[str]:
     return {f.name for f in dataclasses.fields(RunConfig)}
 
@@ -156,15 +136,19 @@ def missing_fields(args: list[str]) -> list[str]:
     return missing
 
 
-def effective_config(args: list[str], root: str = ROOT) -> RunConfig:
+def effective_config(args: list[str]) -> RunConfig:
     """The RunConfig ``python -m tada_keras.train <args>`` would run: the same absl flags
     (generated from ``RunConfig``) parse the same arguments, so later flags win, ``--noX``
     and every value's syntax mean what they mean to the CLI."""
     from absl import flags
 
+    from tada_keras import flagfiles
     from tada_keras.flags import config_from_flags, define_run_flags
 
-    expanded = expand_flagfiles(args, root)
+    try:
+        expanded = flagfiles.expand(args)
+    except (flagfiles.FlagfileError, OSError) as err:
+        raise PlanError(str(err)) from None
     for name in missing_fields(expanded):
         raise PlanError(f"--{name}: tada_keras.train has no such flag")
     values = flags.FlagValues()
@@ -209,7 +193,13 @@ def resolve_data(data: str, da: str | None = None,
     """(name, preset) of ``--data``: a preset name or a flagfile path."""
     if data in DATA:
         name, preset = data, DATA[data]
-        preset = dataclasses.replace(preset, flagfile=os.path.join(ROOT, preset.flagfile))
+        from tada_keras import flagfiles
+
+        try:  # the repository's configs/, or the ones shipped in the installed package
+            path = flagfiles.resolve(os.path.join(ROOT, preset.flagfile))
+        except flagfiles.FlagfileError as err:
+            raise PlanError(f"--data={data}: {err}") from None
+        preset = dataclasses.replace(preset, flagfile=path)
     elif os.path.isfile(data):
         name = os.path.splitext(os.path.basename(data))[0]
         preset = DataPreset(os.path.abspath(data), "dann", None)
