@@ -30,7 +30,10 @@ def main(argv):
         return 2
     if FLAGS.data_dir:
         cfg.data_dir = FLAGS.data_dir
-    results = evaluate_model(model, cfg, data_spec(cfg, model))
+    # stdout carries the JSON: messages go to stderr, the progress bar only to a terminal.
+    results = evaluate_model(model, cfg, data_spec(cfg, model),
+                             log=lambda message: print(message, file=sys.stderr),
+                             progress=sys.stdout.isatty())
     text = json.dumps(results, indent=2, sort_keys=True)
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:

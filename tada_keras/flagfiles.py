@@ -97,8 +97,33 @@ def command_argv(argv: list[str]) -> list[str]:
         raise SystemExit(2) from None
 
 
+HELP = ("--help", "-help", "-h", "-?", "--helpshort")
+
+
+def command_help(module: str) -> str:
+    """The command's docstring and its flags (its own, then the run flags it shares)."""
+    from absl import flags
+
+    values = flags.FLAGS
+    parts = [(sys.modules[module].__doc__ or "").strip()]
+    # absl files the flags of ``python -m`` 's __main__ module under sys.argv[0].
+    own = sys.argv[0] if module == "__main__" else module
+    for name, title in ((own, "flags"), ("tada_keras.flags", "run flags (tada_keras.flags)")):
+        if values.flags_by_module_dict().get(name):
+            parts.append(title + ":" + values.module_help(name).split(":", 1)[1])
+    parts.append("--flagfile=FILE: flags from a file, one per line (the shipped configs: "
+                 f"{', '.join(shipped_names()) or 'none found'}); --helpfull: every flag.")
+    return "\n\n".join(p for p in parts if p)
+
+
 def run(main) -> None:
-    """``absl.app.run(main)`` with the flagfiles resolved: the console scripts' entry."""
+    """``absl.app.run(main)`` with the flagfiles resolved: the console scripts' entry
+    (``python -m`` runs it too). ``--help`` prints the command's docstring and flags and
+    exits 0 (absl's own ``--help`` knows only the ``__main__`` module's flags, which a
+    console script's wrapper has none of)."""
     from absl import app
 
+    if any(arg in HELP for arg in sys.argv[1:]):
+        print(command_help(main.__module__))
+        raise SystemExit(0)
     app.run(main, argv=command_argv(sys.argv))

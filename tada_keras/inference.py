@@ -69,10 +69,24 @@ def eval_split(cfg: RunConfig, which: str):
     return name, split, manual, (C.DOMAIN_TARGET if domain == "target" else C.DOMAIN_SOURCE)
 
 
-def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
+def evaluate_model(model, cfg: RunConfig, spec, log=print, progress: bool | None = None) -> dict:
     """Pooled main-task stats on target test and source val (+ anchor mIoU), computed at
-    the ground truth's original resolution."""
+    the ground truth's original resolution.
+
+    ``progress``: a Keras progress bar per split (batches done / total); None = a live bar
+    on a terminal, one line per split when the output is a file or a pipe.
+    """
+    import sys
+
+    import keras
+
     from tada_keras.data import eval_dataset, load_split
+
+    if progress is None:
+        progress = True
+        mode = 1 if sys.stdout.isatty() else 2
+    else:
+        mode = 1
 
     results = {}
     for key in ("target_test", "source_val"):
@@ -81,11 +95,18 @@ def evaluate_model(model, cfg: RunConfig, spec, log=print) -> dict:
                           domain, cfg.eval_batch_size, cfg.eval_input_size, cfg.eval_scale)
         main, anchor = model.main.evaluator(), (model.anchor.evaluator()
                                                  if model.anchor is not None else None)
-        for images, labels in ds.as_numpy_iterator():
+        total = int(ds.cardinality())
+        bar = keras.utils.Progbar(total if total >= 0 else None, unit_name="batch",
+                                  verbose=mode) if progress else None
+        if bar is not None:
+            log(f"evaluating {key} ({name}:{split})")
+        for done, (images, labels) in enumerate(ds.as_numpy_iterator(), 1):
             out = predict_padded(model, images)
             main.update(out, labels)
             if anchor is not None:
                 anchor.update(out, labels)
+            if bar is not None:
+                bar.update(done, finalize=done == total)
         results[key] = main.result()
         if results[key].get(M.NONFINITE_KEY, 0) > 0:
             log(f"warning: {key}: {100 * results[key][M.NONFINITE_KEY]:.2f} % of the valid "

@@ -31,6 +31,23 @@ def data_dir(tmp_path_factory):
     return path
 
 
+def _tensorboard_events(log_dir):
+    """{tag: [(step, value)]} of the scalars and the image tags of an event folder."""
+    import tensorflow as tf
+
+    scalars, images = {}, set()
+    for name in sorted(os.listdir(log_dir)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin == "images":
+                    images.add(value.tag)
+                elif plugin == "scalars":
+                    scalars.setdefault(value.tag, []).append(
+                        (event.step, float(tf.make_ndarray(value.tensor))))
+    return {k: sorted(v) for k, v in scalars.items()}, images
+
+
 def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     model_dir = str(tmp_path / "run")
     proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
@@ -46,7 +63,17 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     for name in ("model.keras", "config.json", "figures/target_test_examples.png",
                  "figures/training_curves.png", "phase_phase1/DONE", "phase_phase2/DONE"):
         assert os.path.exists(os.path.join(model_dir, name)), name
-    assert os.listdir(os.path.join(model_dir, "logs"))
+    # run.log: the console's messages, timestamped, and every epoch end.
+    with open(os.path.join(model_dir, "run.log")) as f:
+        run_log = f.read()
+    assert "[phase1] epoch 1/1: loss=" in run_log and "[phase2] epoch 1/1: loss=" in run_log
+    assert "target_test: mean=" in run_log and "settings: {" in run_log
+    # TensorBoard: one event folder, one global step across both phases, figure images.
+    scalars, images = _tensorboard_events(os.path.join(model_dir, "logs", "train"))
+    # tiny: 2 + 2 steps, 2 per epoch: phase 2's epoch ends at global step 4, not 2.
+    assert scalars["phase"] == [(2, 1.0), (4, 2.0)]
+    assert [step for step, _ in scalars["loss"]] == [2, 4]
+    assert "figures/target_test_examples" in images
     for phase, steps in (("phase1", 2), ("phase2", 2)):
         with open(os.path.join(model_dir, f"phase_{phase}", "DONE")) as f:
             assert json.load(f)["optimizer_steps"] == steps
@@ -57,7 +84,8 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
 
     proc = _run(["tada_keras.evaluate", f"--model_dir={model_dir}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluated = json.loads(proc.stdout[proc.stdout.index("{"):])
+    evaluated = json.loads(proc.stdout)  # stdout is the JSON alone (messages on stderr)
+    assert "target_test: mean=" in proc.stderr
     assert evaluated["target_test"]["mean"] == pytest.approx(metrics["target_test"]["mean"],
                                                              rel=1e-4)
 

@@ -31,6 +31,7 @@ NOT_IMPORTED = {
     "dill": "tfds.testing (the builders' DatasetBuilderTestCase) imports it",
     "ruff": "the linter, a command",
     "tada-keras": "the dev extra's reference to the other extras",
+    "importlib-resources": "tensorflow-datasets imports it to build a dataset (undeclared there)",
     "tensorboard": "tf.summary.scalar and tf.summary.image (the run's logs/) import it",
 }
 # Import name -> distribution for packages that may not be installed here (the face

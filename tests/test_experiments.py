@@ -452,3 +452,27 @@ def test_harness_end_to_end_on_tiny_config(data_dir, tmp_path):
     assert "started" not in again.stdout
     assert stamps == {k: os.path.getmtime(out / "runs" / k[0] / f"seed_{k[1]}" /
                                           "metrics.json") for k in metrics}
+
+
+def test_table_markers_use_benjamini_hochberg_adjusted_p_values():
+    from scipy import stats as st
+
+    # Three rows against the reference: raw Welch p-values, then BH over the column.
+    rows = {"baseline": [_seed_metrics(v) for v in (29.0, 30.0, 31.0)],
+            "a": [_seed_metrics(v) for v in (29.2, 30.1, 30.9)],   # raw p 0.93
+            "b": [_seed_metrics(v) for v in (27.0, 27.8, 28.6)],   # raw p 0.043
+            "c": [_seed_metrics(v) for v in (20.0, 21.0, 22.0)]}
+    stats = A.aggregate(rows, reference="baseline")
+    raw = [stats[r]["mean"].p_ref for r in ("a", "b", "c")]
+    expected = st.false_discovery_control(raw, method="bh")
+    for row, p in zip(("a", "b", "c"), expected):
+        assert stats[row]["mean"].p_ref_adjusted == pytest.approx(p, rel=1e-12)
+        assert stats[row]["mean"].p_ref_adjusted >= stats[row]["mean"].p_ref
+    # A row whose raw p is below 0.05 but whose adjusted p is not gets no marker.
+    marked = {r: stats[r]["mean"].significant_vs_ref() for r in ("a", "b", "c")}
+    assert stats["b"]["mean"].p_ref < 0.05 <= stats["b"]["mean"].p_ref_adjusted
+    assert marked["c"] and not marked["b"] and not marked["a"]
+    assert all(marked[r] == (stats[r]["mean"].p_ref_adjusted < 0.05) for r in marked)
+    assert "Benjamini–Hochberg" in A.legend("Baseline")
+    assert "mean_p_vs_reference_bh" in A.csv_table(stats, {}).splitlines()[0]
+    assert np.isnan(stats["baseline"]["mean"].p_ref_adjusted)

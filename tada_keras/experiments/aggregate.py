@@ -14,6 +14,12 @@ Statistics (the paper reports "significance computed from 3 runs" without naming
   is not a matched unit: methods draw different random numbers from the same seed, so
   there is no shared per-seed effect to pair on, and rows with a failed seed can still be
   compared.
+* Markers use **Benjamini–Hochberg-adjusted** p-values (``scipy.stats.
+  false_discovery_control``), adjusted over the family of one column's tests of one kind
+  (every row against the reference; every row against the best): a table of many rows
+  would otherwise mark about one row in twenty by chance. The CSV has the raw and the
+  adjusted p-values. (The pre-registered paired comparisons below use Holm, as their
+  design says.)
 * With 3 seeds per row the test has little power (about 2-4 degrees of freedom: only
   differences of several standard deviations reach p < 0.05). A missing marker therefore
   does not mean "no difference". The CSV has the p-values.
@@ -85,12 +91,14 @@ class Cell:
     p_ref: float = math.nan
     p_best: float = math.nan
     best: bool = False
+    p_ref_adjusted: float = math.nan  # Benjamini-Hochberg over the column's family
+    p_best_adjusted: float = math.nan
 
     def significant_vs_ref(self, alpha: float = ALPHA) -> bool:
-        return self.p_ref < alpha  # nan compares False
+        return self.p_ref_adjusted < alpha  # nan compares False
 
     def worse_than_best(self, alpha: float = ALPHA) -> bool:
-        return not self.best and self.p_best < alpha
+        return not self.best and self.p_best_adjusted < alpha
 
 
 def flat_metrics(metrics: dict) -> dict[str, float]:
@@ -174,7 +182,32 @@ def aggregate(results: dict[str, list[dict[str, float]]], reference: str | None 
             is_best = best is not None and row not in exclude_from_best and bool(v) and \
                 mean == float(np.mean(values[best][key]))
             table[row][key] = Cell(mean, std, len(v), p_ref, p_best, is_best)
+        if column is not None:
+            _adjust_column(table, key)
     return table
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """BH-adjusted p-values (``scipy.stats.false_discovery_control``), in the input order;
+    nan stays nan and is not part of the family."""
+    from scipy import stats
+
+    finite = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    out = [math.nan] * len(p_values)
+    if finite:
+        adjusted = stats.false_discovery_control([p_values[i] for i in finite], method="bh")
+        for i, p in zip(finite, np.atleast_1d(adjusted)):
+            out[i] = float(p)
+    return out
+
+
+def _adjust_column(table: dict[str, dict[str, Cell]], key: str) -> None:
+    rows = list(table)
+    ref = benjamini_hochberg([table[r][key].p_ref for r in rows])
+    best = benjamini_hochberg([table[r][key].p_best for r in rows])
+    for row, p_ref, p_best in zip(rows, ref, best):
+        table[row][key] = dataclasses.replace(table[row][key], p_ref_adjusted=p_ref,
+                                              p_best_adjusted=p_best)
 
 
 def format_cell(cell: Cell, decimals: int, alpha: float = ALPHA) -> str:
@@ -192,10 +225,11 @@ def format_cell(cell: Cell, decimals: int, alpha: float = ALPHA) -> str:
 
 def legend(reference_label: str | None, alpha: float = ALPHA) -> str:
     ref = (f"`{REF_MARK}`: differs from {reference_label} (two-sided Welch's t-test over "
-           f"seeds, p < {alpha}); " if reference_label else "")
+           f"seeds, Benjamini–Hochberg-adjusted p < {alpha} over the column's rows); "
+           if reference_label else "")
     return (f"**Bold**: best mean of the column (the Oracle excluded). {ref}`{BEST_MARK}`: "
-            f"worse than the column's best row (same test). With 3 seeds the test has little "
-            f"power: no marker does not mean no difference.")
+            f"worse than the column's best row (the same test and adjustment). With 3 seeds "
+            f"the test has little power: no marker does not mean no difference.")
 
 
 def markdown_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
@@ -220,7 +254,8 @@ def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
     head = ["row", "label", "seeds"]
     for c in columns:
         head += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_p_vs_reference",
-                 f"{c.key}_p_vs_best", f"{c.key}_is_best"]
+                 f"{c.key}_p_vs_best", f"{c.key}_p_vs_reference_bh", f"{c.key}_p_vs_best_bh",
+                 f"{c.key}_is_best"]
     for k in extras:
         head += [f"{k}_mean", f"{k}_std"]
     buf = io.StringIO()
@@ -232,7 +267,7 @@ def csv_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],
         for c in columns:
             cell = cells[c.key]
             values += [_num(cell.mean), _num(cell.std), _num(cell.p_ref), _num(cell.p_best),
-                       int(cell.best)]
+                       _num(cell.p_ref_adjusted), _num(cell.p_best_adjusted), int(cell.best)]
         for k in extras:
             cell = cells.get(k)
             values += [_num(cell.mean), _num(cell.std)] if cell else ["", ""]
