@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from tada_keras.flags import config_from_flags, define_run_flags
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("model_dir", None, "A directory written by tada_keras.train.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: the run's).")

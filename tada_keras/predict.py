@@ -25,7 +25,7 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("model_dir", None, "A directory written by tada_keras.train.")
 flags.DEFINE_list("images", [], "Comma-separated image files, folders (their images, "

@@ -414,3 +414,45 @@ def test_cli_trains_with_dann_and_tsai_and_reports_the_discriminator(data_dir, t
         loaded = keras.saving.load_model(model_dir / "model.keras")
         assert getattr(loaded, "adaptation", None) is None
         assert not any("discriminator" in w.path for w in loaded.weights)
+
+
+def test_monitor_figure_marks_the_phase_boundary_and_keeps_the_lambda_axis(tmp_path):
+    import csv as csv_module
+
+    from PIL import Image
+
+    from tada_keras.adaptation import monitor as M
+
+    path = tmp_path / "monitor.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv_module.DictWriter(f, fieldnames=M.COLUMNS)
+        writer.writeheader()
+        for step in range(10, 210, 10):
+            writer.writerow({"step": step, "phase": "phase1" if step <= 100 else "phase2",
+                             "window": 10, "da_lambda": min(1.0, step / 100),
+                             "disc_loss": 0.6, "adv_loss": 0.7, "accuracy_source": 0.6,
+                             "accuracy_target": 0.5, "accuracy": 0.55})
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        drawn["vlines"] = [line.get_xdata()[0] for line in ax.get_lines()
+                           if line.get_linestyle() == "-."]
+        drawn["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        drawn["right_label"] = fig.axes[1].get_ylabel()
+        drawn["tight"] = kwargs.get("bbox_inches")
+        return real_savefig(fig, *args, **kwargs)
+
+    plt.Figure.savefig = spy
+    try:
+        M.plot_monitor(str(path), str(tmp_path / "monitor.png"), warmup_steps=50, title="t")
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert drawn["vlines"] == [100]  # the last phase-1 step
+    assert "phase1 | phase2" in drawn["legend"] and "λ (right axis)" in drawn["legend"]
+    assert "λ" in drawn["right_label"] and drawn["tight"] == "tight"
+    with Image.open(tmp_path / "monitor.png") as image:
+        assert image.size[0] > 800  # the right axis and its label are inside the image

@@ -12,6 +12,7 @@ the console. ``summarize`` turns the CSV into the ``"discriminator"`` entry of
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 
@@ -180,7 +181,7 @@ def plot_monitor(csv_path: str, path: str, warmup_steps: int = 0, title: str = "
     if warmup_steps:
         ax.axvspan(0, warmup_steps, color="0.9", label="warm-up")
     # Phase boundaries (HeadFreeze: phase 2 starts here), from the CSV's phase column.
-    for before, after in zip(rows, rows[1:]):
+    for before, after in itertools.pairwise(rows):
         if after["phase"] != before["phase"]:
             ax.axvline(before["step"], color="0.4", lw=1, ls="-.",
                        label=f"{before['phase']} | {after['phase']}")
