@@ -60,11 +60,18 @@ class StopOnNonFinite(keras.callbacks.Callback):
 class ResumableCheckpoint(keras.callbacks.Callback):
     """Saves model weights, optimizer variables and the epoch at the end of every epoch.
 
-    Keras' ``BackupAndRestore`` writes ``model.save_weights``, which does not hold the
-    optimizer's slots and step counter, so a resumed run diverges from an uninterrupted
-    one. Here each checkpoint is a fresh folder ``ckpt-<epoch>``; ``state.json`` is
-    replaced atomically to point at it only once it is complete, so a kill at any moment
-    leaves the previous checkpoint valid and never a half-written one.
+    Why not Keras's ``BackupAndRestore`` (checked against Keras 3.15's source): its
+    ``model.save_weights`` file does hold the optimizer's variables (``optimizer/vars/…``),
+    but it overwrites the weights file in place and then writes the epoch to a separate
+    ``training_metadata.json``, so a kill between the two leaves epoch-k weights with
+    epoch k−1's counter: the resumed run silently repeats an epoch and is no longer
+    identical to an uninterrupted one. Its ``double_checkpoint`` fallback only covers an
+    ``OSError`` while loading, and it restores inside ``fit``, after the phase runner
+    needs the epoch (to skip the consumed batches of the data). Here each checkpoint is a
+    fresh folder ``ckpt-<epoch>`` holding weights, optimizer and epoch together;
+    ``state.json`` is replaced atomically to point at it only once it is complete, so a
+    kill at any moment leaves the previous checkpoint valid and never a half-written or
+    mismatched one (the kill -9 resume test is bit-identical).
 
     Usage: ``start = ckpt.restore(model)`` after ``compile``, then
     ``model.fit(..., initial_epoch=start, callbacks=[ckpt])``.
