@@ -118,6 +118,12 @@ class RunConfig:
     crop_size: int | None = setting(
         None,
         "Random training crop (square, divisible by 32); default: whole image.")
+    augment: str = setting(
+        "none",
+        "Source-domain augmentation on top of the paper's colour shift: photometric = "
+        "Keras preprocessing layers (brightness, contrast, hue, grayscale; domain "
+        "randomisation), photometric_flip = + horizontal flips (normals' x negated).",
+        choices=("none", "photometric", "photometric_flip"))
     eval_input_size: int | None = setting(
         None,
         "Resize evaluation inputs to this size (labels keep theirs).")
@@ -279,6 +285,18 @@ def validate(cfg: RunConfig) -> None:
     anchors = [t for t in tasks_for_role("anchor") if t != cfg.main_task]
     if cfg.anchor_task not in anchors:
         raise ValueError(f"--anchor={cfg.anchor_task!r}: expected one of {anchors}")
+    augments = field_choices(next(f for f in dataclasses.fields(RunConfig)
+                                  if f.name == "augment"))
+    if cfg.augment not in augments:
+        raise ValueError(f"--augment={cfg.augment!r}: expected one of {augments}")
+    if cfg.augment == "photometric_flip":
+        from tada_keras.tasks import get_task
+
+        for flag, name in (("--main", cfg.main_task), ("--anchor", cfg.anchor_task)):
+            if name and not get_task(name).flippable:
+                raise ValueError(f"--augment=photometric_flip: {flag}={name} cannot be "
+                                 "mirrored (left/right labels would swap); use "
+                                 "--augment=photometric")
     if cfg.backbone not in BACKBONES:
         raise ValueError(f"--backbone={cfg.backbone!r}: expected one of {list(BACKBONES)}")
     if cfg.freeze_after not in FREEZE_POINTS:

@@ -23,7 +23,8 @@ def data_spec(cfg: RunConfig, model):
 
     del model  # the tasks read their labels themselves (Task.read_dense / make_labels)
     return DataSpec(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
-                    crop_size=cfg.crop_size, image_size=cfg.image_size)
+                    crop_size=cfg.crop_size, image_size=cfg.image_size,
+                    augment=cfg.augment)
 
 
 def predict_main(model, images, size=None):

@@ -6,8 +6,12 @@ per-example presence flags ``<task>_present``. Labels the method does not use, o
 example does not have, are zeros with presence 0 and never reach a loss (the model's
 masks decide; there is no per-method code path here).
 
-Augmentation is the paper's: random colour shift only (no flips or geometric transforms,
-which would change normals), plus random crops to ``crop_size`` when images are larger.
+Augmentation is the paper's: random colour shift only, plus random crops to ``crop_size``
+when images are larger. ``DataSpec.augment`` adds, on source examples only (the synthetic
+side, where domain randomisation belongs): ``photometric`` (Keras 3 preprocessing layers:
+brightness, contrast, hue, grayscale, seeded) and ``photometric_flip`` (+ a horizontal
+flip of image and dense labels, each task fixing what mirroring changes: the normals'
+x component is negated).
 All of it runs in tf.data (so on every backend).
 """
 
@@ -38,6 +42,18 @@ class DataSpec:
     crop_size: int | None = None
     image_size: int | None = None
     label_scale: float = 0.5
+    augment: str = "none"
+
+
+def photometric_layers(seed: int = 0) -> list:
+    """The ``photometric`` augmentation: Keras 3 preprocessing layers on [0, 255] images
+    (they run in tf.data whatever the Keras backend)."""
+    import keras
+
+    return [keras.layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed),
+            keras.layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 1),
+            keras.layers.RandomHue(0.05, value_range=(0, 255), seed=seed + 2),
+            keras.layers.RandomGrayscale(0.1, seed=seed + 3)]
 
 
 def prepare_builder(name: str, data_dir: str | None = None, manual_dir: str | None = None):
@@ -75,21 +91,24 @@ def _task(name):
 
 
 def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_anchor: bool,
-                    training: bool, seed=None):
+                    training: bool, seed=None, augment: list | None = None):
     """One TFDS example dict -> (image float32 [0, 255], labels dict).
 
     Each task decides what it reads (``Task.read_dense`` / ``make_labels``); this function
-    only resizes, crops and colour-shifts, identically for every task.
+    only resizes, crops and colour-shifts, identically for every task. ``augment``: the
+    photometric layers (``photometric_layers``) to apply, or None; with
+    ``spec.augment == "photometric_flip"`` they come with a random horizontal flip.
     """
     from tada_keras.tasks.base import Geometry
 
     image = tf.cast(example[C.IMAGE], tf.float32)
     tasks = {"main": spec.main_task, "anchor": spec.anchor_task}
     tasks = {role: _task(name) for role, name in tasks.items() if name is not None}
-    dense = {}
-    for task in tasks.values():
-        dense.update(task.read_dense(example))
+    own = {role: task.read_dense(example) for role, task in tasks.items()}
 
+    if training and augment is not None and spec.augment == "photometric_flip":
+        image, own = _random_flip(image, own, tasks, seed)
+    dense = {k: v for d in own.values() for k, v in d.items()}
     if spec.image_size:
         image = _resize(image, spec.image_size, "bilinear")
         dense = {k: _resize(v, spec.image_size, "nearest") for k, v in dense.items()}
@@ -99,6 +118,8 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
         offset = None
     if training:
         image = _colour_shift(image, seed)
+        for layer in augment or ():
+            image = layer(image, training=True)
         # Static label sizes keep the traced training step shape-static (needed by
         # keras.ops.image.resize on every backend).
         static = image.shape[:2]
@@ -138,6 +159,21 @@ def _random_crop(image, dense, size, seed):
     return crop(image), {k: crop(v) for k, v in dense.items()}, (oy, ox, h, w)
 
 
+def _random_flip(image, own, tasks, seed):
+    """Mirrors the image and every task's dense labels with probability 1/2."""
+    flip = tf.random.uniform((), 0, 2, tf.int32, seed=seed) > 0
+
+    def mirrored(v):
+        return tf.cond(flip, lambda: tf.reverse(v, axis=[1]), lambda: v)
+
+    out = {}
+    for role, dense in own.items():
+        flipped = tasks[role].flip_dense({k: tf.reverse(v, axis=[1]) for k, v in dense.items()})
+        out[role] = {k: tf.cond(flip, lambda k=k: flipped[k], lambda k=k: dense[k])
+                     for k in dense}
+    return mirrored(image), out
+
+
 def _colour_shift(image, seed):
     """Random per-channel gain and offset plus brightness (the paper's colour shift)."""
     gain = tf.random.uniform((1, 1, 3), 0.9, 1.1, seed=seed)
@@ -153,11 +189,15 @@ def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
 
     ``target=None`` (methods that see no target image) gives source-only batches.
     """
-    def prep(domain, use_main, anchor):
-        return lambda ex: prepare_example(ex, spec, domain, use_main, anchor, training=True)
+    augment = photometric_layers(seed) if spec.augment != "none" else None
+
+    def prep(domain, use_main, anchor, layers=None):
+        return lambda ex: prepare_example(ex, spec, domain, use_main, anchor, training=True,
+                                          augment=layers)
 
     src = (source.repeat().shuffle(shuffle_buffer, seed=seed)
-           .map(prep(C.DOMAIN_SOURCE, True, use_anchor), num_parallel_calls=tf.data.AUTOTUNE)
+           .map(prep(C.DOMAIN_SOURCE, True, use_anchor, augment),
+                num_parallel_calls=tf.data.AUTOTUNE)
            .batch(batch_source, drop_remainder=True))
     if target is None or batch_target == 0:
         return src.prefetch(tf.data.AUTOTUNE)

@@ -217,6 +217,16 @@ TABLES = {t.name: t for t in (
           tuple(Row(f"{r.key}_x{str(k).replace('.', '_')}", f"{r.label}, {k}x steps",
                     r.flags, steps_scale=k)
                 for r in (BASELINE, MTL_BOTH) for k in (0.5, 1, 2, 3))),
+    Table("augmentation", "Source-domain augmentation (domain randomisation, issue 19) as "
+          "a baseline the paper lacks, alone and under HeadFreeze",
+          (BASELINE,
+           Row("baseline_photometric", "Baseline + photometric augmentation",
+               _m("baseline", "--augment=photometric")),
+           Row("baseline_photometric_flip", "Baseline + photometric augmentation + flips",
+               _m("baseline", "--augment=photometric_flip")),
+           MTL_BOTH, HEADFREEZE,
+           Row("headfreeze_photometric", "HeadFreeze + photometric augmentation",
+               _m("headfreeze", "--augment=photometric")))),
     Table("bn_exposure", "Ablation: batch-norm exposure to target images of the methods "
           "that use no target label",
           tuple(_bn(r, on) for r in (BASELINE, MTL_SRC, HEADFREEZE) for on in (True, False))),

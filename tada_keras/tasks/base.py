@@ -80,6 +80,9 @@ class Task:
     caption_note: str = ""
     # True if build_outputs reads the 2nd up-sampling stage's output (``mid_features``).
     uses_mid_features: bool = False
+    # Whether --augment=photometric_flip may mirror this task's examples (its dense
+    # labels are mirrored with the image; ``flip_dense`` fixes what mirroring changes).
+    flippable: bool = True
 
     def __init__(self, **config: Any):
         self.config = dict(config)
@@ -121,6 +124,11 @@ class Task:
         """Label maps of a TFDS example as float32 (H, W, C) tensors; the pipeline resizes
         and crops them (nearest) with the image. Raises ValueError if one is missing."""
         return {}
+
+    def flip_dense(self, dense: dict) -> dict:
+        """``dense`` (this task's ``read_dense`` output) of a horizontally mirrored image,
+        after every array was mirrored: the default changes nothing more."""
+        return dense
 
     def make_labels(self, example, dense: dict, geometry: Geometry) -> dict:
         """The task's entries of the label dict, from the resized/cropped ``dense`` maps

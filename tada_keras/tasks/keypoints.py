@@ -36,6 +36,9 @@ class KeypointsTask(Task):
     roles = ("anchor",)
     features = (C.KEYPOINTS, C.KEYPOINTS_VISIBLE)
     uses_mid_features = True
+    # Mirroring a face swaps left and right landmarks: the permutation of the 68-point
+    # scheme is not implemented, so --augment=photometric_flip refuses this task.
+    flippable = False
 
     def __init__(self, num_keypoints: int = 68, sigma: float = 2.0, depth_scale: float = 1.0,
                  depth_weight: float = 1.0, heatmap_weight: float = 100.0):

@@ -85,6 +85,11 @@ class NormalsTask(Task):
             mask = tf.reduce_any(tf.not_equal(normals, 0.0), axis=-1)
         return {C.NORMALS: normals, C.NORMALS_MASK: tf.cast(mask, tf.float32)[..., None]}
 
+    def flip_dense(self, dense):
+        # Mirroring x -> -x turns a normal (nx, ny, nz) into (-nx, ny, nz).
+        normals = dense[C.NORMALS] * [-1.0, 1.0, 1.0]
+        return {**dense, C.NORMALS: normals}
+
     def make_labels(self, example, dense, geometry):
         return {C.NORMALS: dense[C.NORMALS],
                 C.NORMALS_MASK: dense[C.NORMALS_MASK][..., 0] > 0.5}
