@@ -45,7 +45,8 @@ def _caption(out: str, name: str, table: list[str]) -> str:
     seeds_text = f", {seeds} seed{'' if seeds == '1' else 's'}" if seeds else ""
     return (f"Produced on the embedded benchmark ({base['steps']} steps, `{base['backbone']}`"
             f"{seeds_text}; `{out}/table_{name}/results.md`; `*` differs from the reference "
-            f"row, `†` worse than the column's best, Welch p < 0.05):")
+            f"row, `†` worse than the column's best: Welch p < 0.05, Benjamini–Hochberg-adjusted "
+            f"over the column's rows):")
 
 
 def fill(doc_text: str, out: str) -> tuple[str, list[str], list[str]]:

@@ -42,7 +42,7 @@ def _batch(augment, seed=0):
 
 def test_flip_mirrors_image_and_labels_and_negates_the_normals_x():
     tf.random.set_seed(3)
-    images, labels = _batch("photometric_flip")
+    _, labels = _batch("photometric_flip")
     seg = labels[C.SEGMENTATION][:6, 0, :]  # source examples, first row
     flipped = seg[:, 0] == W
     assert flipped.any() and (~flipped).any()  # both outcomes in 6 draws at this seed

@@ -169,7 +169,7 @@ def _random_flip(image, own, tasks, seed):
     out = {}
     for role, dense in own.items():
         flipped = tasks[role].flip_dense({k: tf.reverse(v, axis=[1]) for k, v in dense.items()})
-        out[role] = {k: tf.cond(flip, lambda k=k: flipped[k], lambda k=k: dense[k])
+        out[role] = {k: tf.cond(flip, lambda a=flipped[k]: a, lambda b=dense[k]: b)
                      for k in dense}
     return mirrored(image), out
 
