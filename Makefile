@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 DATA_DIR ?= $(CURDIR)/.tfds
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo demo-scratch test test-tensorflow test-jax test-torch test-slow install install-dev clean
+.PHONY: demo demo-scratch test test-tensorflow test-jax test-torch test-slow install install-dev wheel-check clean
 
 # Dependencies are declared once, in pyproject.toml (core + extras); requirements.txt is
 # the lock of the environment behind the README's numbers, applied as pip constraints.
@@ -55,6 +55,11 @@ test-torch: $(VENV)/.dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q tests -m "backend_matrix and not slow"
 test-slow: $(VENV)/.dev
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -m slow tests datasets
+
+# The built wheel in a brand-new venv (dependencies from the registry, the lock as
+# constraints), its console scripts run from outside the repository.
+wheel-check:
+	PYTHON=$(PYTHON) bash .ci/wheel_check.sh
 
 clean:
 	rm -rf $(VENV) .tfds runs
