@@ -12,6 +12,7 @@ size); then each example is converted into ``tada_keras.conventions``.
 from __future__ import annotations
 
 import dataclasses
+import logging as pylogging
 import posixpath
 from typing import ClassVar
 
@@ -96,6 +97,10 @@ def make_config(manifest, description_file=None, name: str | None = None) -> Man
         description_file=str(description))
 
 
+def _quiet_custom_config(record) -> bool:
+    return not record.getMessage().startswith("Using custom data configuration")
+
+
 _PARSED: dict[tuple, M.Manifest] = {}
 
 
@@ -149,7 +154,13 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
                     "(tada_keras: --source_manual_dir and --target_manual_dir; see "
                     "docs/own_data.md)")
             config = make_config(source)
-        super().__init__(config=config, **kwargs)
+        # Every config of this builder is "custom": TFDS's warning about it says nothing.
+        absl_logger = pylogging.getLogger("absl")
+        absl_logger.addFilter(_quiet_custom_config)
+        try:
+            super().__init__(config=config, **kwargs)
+        finally:
+            absl_logger.removeFilter(_quiet_custom_config)
 
     @property
     def manifest(self) -> M.Manifest:
@@ -186,7 +197,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
                 manifest=m.path,
                 manifest_sha256=m.fingerprint,
                 split_domains={s: s.split("_")[0] for s in sorted(splits)},
-                split_labels={s: [_feature_of(c) for c in v if c in _LABEL_FEATURES]
+                split_labels={s: [f for c in v for f in _LABEL_FEATURES.get(c, ())]
                               for s, v in sorted(splits.items())},
                 class_names=list(d.class_names or []),
                 keypoint_names=list(d.keypoint_names or []),
@@ -215,12 +226,9 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
         tally.finish()
 
 
-_LABEL_FEATURES = {"normals": C.NORMALS, "segmentation": C.SEGMENTATION, "depth": C.DEPTH,
-                   "keypoints": C.KEYPOINTS}
-
-
-def _feature_of(column: str) -> str:
-    return _LABEL_FEATURES[column]
+# Manifest label column -> the features it fills (metadata "split_labels").
+_LABEL_FEATURES = {"normals": (C.NORMALS, C.NORMALS_MASK), "segmentation": (C.SEGMENTATION,),
+                   "depth": (C.DEPTH,), "keypoints": (C.KEYPOINTS, C.KEYPOINTS_VISIBLE)}
 
 
 # --- checking every row before the build --------------------------------------------------
@@ -321,7 +329,7 @@ def _decode(m, row, column, fn):
         raise ManifestError(f"{m.where(row, column)}: {err}") from None
 
 
-def _array(m, row, column, data: bytes, what: str):
+def _array(m, row, column, data: bytes):
     """A label file's pixels: PNG at its own bit depth, .npy as stored, EXR channels."""
     suffix = posixpath.splitext(row.labels[column])[1].lower()
     if suffix == ".png":
@@ -355,7 +363,7 @@ def read_example(m: M.Manifest, row: M.Row, hw, labels) -> dict:
             valid = mask_of("normals_mask")
 
             def normals(data):
-                arr = _array(m, row, "normals", data, "normals")
+                arr = _array(m, row, "normals", data)
                 if isinstance(arr, dict):
                     return E.normals_from_exr(arr, d.normal_exr_channels, d.normal_axes,
                                               valid)
@@ -380,7 +388,7 @@ def read_example(m: M.Manifest, row: M.Row, hw, labels) -> dict:
             valid = mask_of("depth_mask")
 
             def depth(data):
-                arr = _array(m, row, "depth", data, "depth")
+                arr = _array(m, row, "depth", data)
                 if isinstance(arr, dict):
                     arr = arr[E.depth_exr_channel(arr, d.depth_exr_channel)]
                 return E.depth_to_metres(arr, d.depth_metres_per_unit, valid, d.depth_max)[0]
