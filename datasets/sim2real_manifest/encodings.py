@@ -31,7 +31,10 @@ EXR_INSTALL = "pip install 'OpenEXR>=3.2'"
 
 def read_png(data: bytes) -> np.ndarray:
     """PNG bytes -> (H, W) or (H, W, C) uint8/uint16 at the file's own bit depth."""
-    return decode_png_bytes(data, "PNG")
+    try:
+        return decode_png_bytes(data, "PNG")
+    except ValueError as err:  # "PNG: truncated PNG (...)": the builder names the file
+        raise ValueError(str(err).split(": ", 1)[-1]) from None
 
 
 def read_npy(data: bytes) -> np.ndarray:

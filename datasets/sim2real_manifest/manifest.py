@@ -338,8 +338,8 @@ def _check_unique(manifest: Manifest) -> None:
     seen_ids: dict[str, Row] = {}
     seen_images: dict[str, Row] = {}
     for row in manifest.rows:
-        for seen, key, what in ((seen_ids, row.id, "id"),
-                                (seen_images, posixpath.normpath(row.image), "image")):
+        for seen, key, what in ((seen_images, posixpath.normpath(row.image), "image"),
+                                (seen_ids, row.id, "id")):
             if key in seen:
                 column = "id" if what == "id" else "image"
                 raise ManifestError(f"{manifest.where(row, column)}: {what} {key!r} is "
