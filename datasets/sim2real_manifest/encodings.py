@@ -24,7 +24,7 @@ import numpy as np
 from ..suncg_pbrs.conversions import UNIT_NORM_TOLERANCE, decode_pbrs_normals, parse_axes
 from ..suncg_pbrs.suncg_pbrs_dataset_builder import decode_png_bytes
 
-EXR_INSTALL = "pip install 'OpenEXR>=3.2'"
+EXR_INSTALL = "pip install 'OpenEXR>=3.2' (or the extra: pip install 'tada-keras[exr]')"
 
 
 # --- file formats -> arrays ----------------------------------------------------------------
