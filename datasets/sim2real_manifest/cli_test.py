@@ -67,9 +67,9 @@ def test_bad_manifest_and_missing_labels_are_one_error_line(workdir):
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [
-        f"error: --source_dataset=sim2real_manifest: broken/manifest.csv, line 15, column "
-        f"'image' (broken/target/images/test_001.jpg): file not found (paths are relative "
-        f"to the manifest's folder broken)"], proc.stderr[-2000:]
+        "error: --source_dataset=sim2real_manifest: broken/manifest.csv, line 15, column "
+        "'image' (broken/target/images/test_001.jpg): file not found (paths are relative "
+        "to the manifest's folder broken)"], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (workdir / "never").exists()
     # The oracle trains on target normals, which the example's target train rows lack.

@@ -233,7 +233,7 @@ def test_segmentation_id_png_8_and_16_bit_and_palette_mode(tmp_path):
         ex = read_row(tmp_path, {"segmentation": ("s.png", data)}, description)
         np.testing.assert_array_equal(ex["segmentation"][..., 0], ids)
     pal = Image.fromarray(ids, mode="P")
-    pal.putpalette(sum(PALETTE, []))
+    pal.putpalette([v for colour in PALETTE for v in colour])
     buf = io.BytesIO()
     pal.save(buf, "PNG")
     ex = read_row(tmp_path, {"segmentation": ("s.png", buf.getvalue())}, description)
