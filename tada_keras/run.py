@@ -143,7 +143,7 @@ def _check_split_labels(cfg, name, domain, info, main, target_train) -> None:
     e.g. sim2real_manifest: a target train split without normals) must have the main
     task's labels on the splits that train or score it, and ``target_train`` (the labels
     the method's target losses read) on the target train split."""
-    split_labels = (info.metadata or {}).get("split_labels")
+    split_labels = (getattr(info, "metadata", None) or {}).get("split_labels")
     if not split_labels:
         return
     roles = {"source": {"train": main, "val": main},
