@@ -171,7 +171,7 @@ def test_exr_without_the_package_says_what_to_install(tmp_path, monkeypatch):
     (tmp_path / "n.exr").write_bytes(b"v/1\x01" + bytes(100))
     with pytest.raises(ValueError, match=r"column 'normals' .*n\.exr\): cannot read this "
                                          r"file \(reading OpenEXR files needs the OpenEXR "
-                                         r"package: pip install 'OpenEXR>=3.2'\)"):
+                                         r"package: pip install 'OpenEXR>=3.2'"):
         read_row(tmp_path, {"normals": ("n.exr", (tmp_path / "n.exr").read_bytes())})
 
 
