@@ -118,6 +118,9 @@ def check_data(cfg: RunConfig, method) -> None:
                              f"which --method={cfg.method} with --main={cfg.main_task} "
                              f"and --anchor={cfg.anchor_task} needs (it has "
                              f"{sorted(info.features)})")
+        target_train = ((anchor if any(x.target_anchor > 0 for x in w) else set())
+                        | (main if any(x.target_main > 0 for x in w) else set()))
+        _check_split_labels(cfg, name, domain, info, main, target_train)
     known = {d: hw for d, hw in sizes.items() if None not in hw}
     if cfg.crop_size and not cfg.image_size:
         for domain, hw in known.items():
@@ -133,6 +136,28 @@ def check_data(cfg: RunConfig, method) -> None:
         raise ValueError(f"source images are {known['source'][0]}x{known['source'][1]} and "
                          f"target images {known['target'][0]}x{known['target'][1]}: one batch "
                          "mixes both, so give --image_size (or --crop_size)")
+
+
+def _check_split_labels(cfg, name, domain, info, main, target_train) -> None:
+    """Datasets whose splits carry different labels (``info.metadata["split_labels"]``,
+    e.g. sim2real_manifest: a target train split without normals) must have the main
+    task's labels on the splits that train or score it, and ``target_train`` (the labels
+    the method's target losses read) on the target train split."""
+    split_labels = (getattr(info, "metadata", None) or {}).get("split_labels")
+    if not split_labels:
+        return
+    roles = {"source": {"train": main, "val": main},
+             "target": {"train": target_train, "test": main}}[domain]
+    for role, wanted in roles.items():
+        flag = f"{domain}_{role}_split"
+        split = getattr(cfg, flag)
+        lacking = sorted(set(wanted) - set(split_labels.get(split, wanted)))
+        if lacking:
+            raise ValueError(f"--{flag}={split}: the {split} examples of {name} have no "
+                             f"{', '.join(lacking)} labels, which --method={cfg.method} "
+                             f"with --main={cfg.main_task} and --anchor={cfg.anchor_task} "
+                             f"needs there (they have "
+                             f"{', '.join(split_labels[split]) or 'no labels'})")
 
 
 def task_configs(cfg: RunConfig) -> tuple[dict, dict]:

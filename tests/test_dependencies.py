@@ -37,7 +37,10 @@ NOT_IMPORTED = {
 # Import name -> distribution for packages that may not be installed here (the face
 # annotator's own environment); installed ones are looked up in their metadata.
 NOT_INSTALLED = {"mediapipe": "mediapipe", "face_alignment": "face-alignment",
-                 "apache_beam": "apache-beam"}
+                 "apache_beam": "apache-beam",
+                 # A compiled module only, with no top_level.txt: Python 3.11's
+                 # packages_distributions() infers top-level names from .py files only.
+                 "OpenEXR": "openexr"}
 
 
 # Packages of a tool that runs in its own environment (declared in its requirements file).

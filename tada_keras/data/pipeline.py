@@ -63,7 +63,15 @@ def prepare_builder(name: str, data_dir: str | None = None, manual_dir: str | No
     """
     import tada_datasets  # noqa: F401  (registers the project's builders)
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    dataset_name, kwargs = tfds.core.naming.parse_builder_name_kwargs(name, data_dir=data_dir)
+    cls = tfds.builder_cls(str(dataset_name))
+    if manual_dir and getattr(cls, "CONFIG_FROM_MANUAL_DIR", False):
+        # A builder whose config is read from the manual_dir (sim2real_manifest: the
+        # manifest decides the features) needs it when constructed; constructed directly
+        # so that its error about the user's files is not buried under tfds.builder's.
+        builder = cls(manual_dir=manual_dir, **kwargs)
+    else:
+        builder = tfds.builder(name, data_dir=data_dir)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=config)
     return builder
