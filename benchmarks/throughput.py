@@ -65,6 +65,11 @@ def configurations(quick: bool, selection: str) -> list[dict]:
         keras_rows += [("jax", False, "float32"), ("torch", True, "float32")]
     for backend, jit, policy in keras_rows:
         rows.append({"kind": "keras", "backend": backend, "jit": jit, "policy": policy})
+        if backend == "tensorflow" and not jit:
+            # The same step with Keras's own (unfused) BatchNormalization, in the same
+            # run: what the fused kernel (tada_keras.layers.BatchNormalization) changes.
+            rows.append({"kind": "keras", "backend": backend, "jit": jit, "policy": policy,
+                         "batchnorm": "keras"})
     for compiled in (False, True):
         for policy in ("float32", "mixed_bfloat16"):
             rows.append({"kind": "twin", "backend": "torch", "jit": compiled,
@@ -245,6 +250,8 @@ def _launch(args, spec) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
         [HERE, ROOT, os.environ.get("PYTHONPATH", "")]))
     env["KERAS_BACKEND"] = spec.get("backend", "tensorflow")
+    if spec.get("batchnorm") == "keras":
+        env["TADA_FUSED_BATCHNORM"] = "0"
     if spec["kind"] == "twin":
         env["KERAS_BACKEND"] = "torch"
     passthrough = ["--backbone", args.backbone, "--decoder_channels", str(args.decoder_channels),
@@ -276,12 +283,16 @@ def _label(spec) -> str:
 def _mode(spec) -> str:
     if spec["kind"] == "twin":
         return "torch.compile" if spec["jit"] else "eager"
-    return ("jit" if spec["jit"] else "no jit") if spec["kind"] == "keras" else ""
+    if spec["kind"] != "keras":
+        return ""
+    mode = "jit" if spec["jit"] else "no jit"
+    return mode + (", Keras BN" if spec.get("batchnorm") == "keras" else "")
 
 
 def _tokens(spec) -> tuple[str, str, str]:
     """(label, mode token, precision token) that ``--only`` selectors match."""
-    mode = {"no jit": "nojit", "torch.compile": "compile"}.get(_mode(spec), _mode(spec))
+    mode = {"no jit": "nojit", "torch.compile": "compile", "no jit, Keras BN": "nojit-kerasbn",
+            "jit, Keras BN": "jit-kerasbn"}.get(_mode(spec), _mode(spec))
     precision = {"float32": "fp32", "mixed_bfloat16": "bf16"}.get(spec.get("policy", ""), "")
     return _label(spec), mode, precision
 
@@ -290,7 +301,8 @@ def parse_only(text: str) -> list[tuple[str, ...]]:
     """``--only``: comma-separated ``label[/mode[/precision]]`` selectors."""
     labels = {"matmul", "tf.data", "torch-twin"} | {
         f"keras-{b}" for b in ("tensorflow", "jax", "torch")}
-    modes, precisions = {"jit", "nojit", "eager", "compile"}, {"fp32", "bf16"}
+    modes = {"jit", "nojit", "nojit-kerasbn", "eager", "compile"}
+    precisions = {"fp32", "bf16"}
     selectors = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
@@ -354,8 +366,9 @@ def check_twin(rows) -> list[str]:
 def render(rows, args, started, command, elapsed) -> str:
     matmul = next((r for r in rows if r["spec"]["kind"] == "matmul" and "error" not in r),
                   None)
-    peak = ({p: max(matmul[f"tf_{p}"], matmul[f"torch_{p}"]) for p in ("float32", "bfloat16")}
-            if matmul else None)
+    # Each row's roofline is the matmul rate of the library that runs its kernels: TF's
+    # for Keras-TF, torch's for the twin and Keras-torch (none measured for XLA/JAX).
+    library = {"keras-tensorflow": "tf", "torch-twin": "torch", "keras-torch": "torch"}
     flops = {}
     for r in rows:
         if r["spec"]["kind"] == "twin" and "error" not in r:
@@ -369,6 +382,9 @@ def render(rows, args, started, command, elapsed) -> str:
         ref[key] = {p: batch / r[p]["median_s"] for p in PHASES}
     eager32 = ref.get(("torch-twin", "eager", "float32"))
     tf32 = ref.get(("keras-tensorflow", "no jit", "float32"))
+
+    def tf_same_precision(policy):
+        return ref.get(("keras-tensorflow", "no jit", policy))
 
     kind = "quick smoke run, not a measurement" if args.quick else "full run"
     lines = [
@@ -396,10 +412,15 @@ def render(rows, args, started, command, elapsed) -> str:
                      "convolutions (forward + input grads + weight grads of trainable "
                      "layers; BN, activations, loss and Adam excluded), counted on the twin.")
     if matmul:
-        lines.append(f"- Roofline (best measured {matmul['n']}² matmul): fp32 "
-                     f"{peak['float32']:.0f} GFLOP/s (TF {matmul['tf_float32']:.0f}, torch "
-                     f"{matmul['torch_float32']:.0f}), bf16 {peak['bfloat16']:.0f} GFLOP/s "
-                     f"(TF {matmul['tf_bfloat16']:.0f}, torch {matmul['torch_bfloat16']:.0f}).")
+        idle = matmul["load_before"] < 0.5
+        lines.append(f"- Roofline ({matmul['n']}² matmul, best of 5, per library; a row's "
+                     "`% roofline` divides by its own library's rate): TF fp32 "
+                     f"{matmul['tf_float32']:.0f}, bf16 {matmul['tf_bfloat16']:.0f} GFLOP/s; "
+                     f"torch fp32 {matmul['torch_float32']:.0f}, bf16 "
+                     f"{matmul['torch_bfloat16']:.0f} GFLOP/s; measured at a 1-min load of "
+                     f"{matmul['load_before']:.2f}"
+                     + ("." if idle else " (**not idle**: the rates, and so the "
+                        "percentages, are too low/high)."))
     problems = check_twin(rows)
     twin_ok = not problems and any(r["spec"]["kind"] == "twin" and "error" not in r
                                    for r in rows)
@@ -407,7 +428,7 @@ def render(rows, args, started, command, elapsed) -> str:
                                      "model's." if twin_ok else "; ".join(problems)
                                      or "not run"))
     lines += ["", "| run | mode | precision | phase | img/s | s/step | first s | GFLOP/s | "
-                  "% roofline | vs TF fp32 | TF fp32 / this | peak RSS MB | load | measured |",
+                  "% roofline | vs TF fp32 | Keras-TF / this | peak RSS MB | load | measured |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         spec = r["spec"]
@@ -423,10 +444,13 @@ def render(rows, args, started, command, elapsed) -> str:
             p = r[phase]
             ips = batch / p["median_s"]
             gflops = flops.get(phase, 0) * ips / 1e9
-            roof = (f"{100 * gflops / peak['bfloat16' if precision == 'bf16' else 'float32']:.0f}"
-                    if peak and flops else "")
+            lib = library.get(label)
+            dtype = "bfloat16" if precision == "bf16" else "float32"
+            roof = (f"{100 * gflops / matmul[lib + '_' + dtype]:.0f}"
+                    if matmul and flops and lib else "")
             vs_tf = f"{ips / tf32[phase]:.2f}" if tf32 else ""
-            tf_over = f"{tf32[phase] / ips:.2f}" if tf32 else ""
+            same = tf_same_precision(spec["policy"])
+            tf_over = f"{same[phase] / ips:.2f}" if same else ""
             lines.append(
                 f"| {label} | {mode} | {precision} | {phase[-1]} | {ips:.2f} | "
                 f"{p['median_s']:.2f} | {p['first_s']:.0f} | {gflops:.0f} | {roof} | "
@@ -451,12 +475,34 @@ def render(rows, args, started, command, elapsed) -> str:
                 f"{r['load_after']:.1f}.")
         elif spec["kind"] == "matmul" and "error" in r:
             lines.append(f"- matmul: failed: {r['error']}")
-    if eager32 and tf32:
-        lines.append(f"- Keras-TF fp32 (no jit) / torch twin eager fp32: "
-                     f"phase 1 {tf32['phase1'] / eager32['phase1']:.2f}x, phase 2 "
-                     f"{tf32['phase2'] / eager32['phase2']:.2f}x.")
+    lines += ratio_lines(ref)
     lines.append("")
     return "\n".join(lines)
+
+
+def ratio_lines(ref) -> list[str]:
+    """Keras-TF vs the best twin row and vs Keras's own BatchNorm, per precision/phase."""
+    lines = []
+    for policy, name in (("float32", "fp32"), ("mixed_bfloat16", "bf16")):
+        tf_row = ref.get(("keras-tensorflow", "no jit", policy))
+        if not tf_row:
+            continue
+        twins = [(mode, ref[("torch-twin", mode, policy)]) for mode in ("eager", "torch.compile")
+                 if ("torch-twin", mode, policy) in ref]
+        parts = []
+        for phase in PHASES:
+            if twins:
+                mode, best = max(twins, key=lambda t: t[1][phase])
+                parts.append(f"phase {phase[-1]} **{tf_row[phase] / best[phase]:.2f}x** the "
+                             f"best twin ({mode} {best[phase]:.2f} img/s)")
+        unfused = ref.get(("keras-tensorflow", "no jit, Keras BN", policy))
+        if unfused:
+            parts.append("fused / Keras BatchNorm " + ", ".join(
+                f"phase {p[-1]} {tf_row[p] / unfused[p]:.2f}x" for p in PHASES))
+        if parts:
+            lines.append(f"- Keras-TF {name} (no jit, fused BatchNorm): " + "; ".join(parts)
+                         + ".")
+    return lines
 
 
 def _fmt_load(load) -> str:

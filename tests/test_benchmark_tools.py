@@ -40,7 +40,10 @@ def test_only_selectors_pick_exactly_the_named_rows(tp):
     assert pick("keras-tensorflow/nojit/fp32") == [("keras-tensorflow", "nojit", "fp32")]
     assert pick("torch-twin/compile") == [("torch-twin", "compile", "fp32"),
                                           ("torch-twin", "compile", "bf16")]
-    assert len(pick("keras-tensorflow")) == 4
+    # fused (default) and Keras-BatchNorm rows without jit, fused rows with jit
+    assert len(pick("keras-tensorflow")) == 6
+    assert pick("keras-tensorflow/nojit-kerasbn") == [
+        ("keras-tensorflow", "nojit-kerasbn", "fp32"), ("keras-tensorflow", "nojit-kerasbn", "bf16")]
     assert pick("matmul,tf.data") == [("matmul", "", ""), ("tf.data", "", "")]
     assert len(pick("")) == len(order)
 
@@ -79,6 +82,46 @@ def test_twin_check_skips_shapes_a_merged_row_lacks_but_catches_mismatches(tp):
             "output_shapes": {"normals": [128, 128, 3]}}
     assert tp.check_twin([keras_row, twin]) == []
     assert tp.check_twin([keras_row, dict(twin, params_head=3)]) != []
+
+
+def test_ratio_lines_compare_keras_tf_with_the_best_twin_row_of_its_precision(tp):
+    ref = {("keras-tensorflow", "no jit", "float32"): {"phase1": 6.0, "phase2": 8.0},
+           ("keras-tensorflow", "no jit, Keras BN", "float32"): {"phase1": 5.0, "phase2": 5.0},
+           ("torch-twin", "eager", "float32"): {"phase1": 5.0, "phase2": 4.0},
+           ("torch-twin", "torch.compile", "float32"): {"phase1": 4.0, "phase2": 5.0},
+           ("keras-tensorflow", "no jit", "mixed_bfloat16"): {"phase1": 3.0, "phase2": 3.0},
+           ("torch-twin", "eager", "mixed_bfloat16"): {"phase1": 6.0, "phase2": 6.0}}
+    fp32, bf16 = tp.ratio_lines(ref)
+    assert "phase 1 **1.20x** the best twin (eager" in fp32
+    assert "phase 2 **1.60x** the best twin (torch.compile" in fp32
+    assert "fused / Keras BatchNorm phase 1 1.20x, phase 2 1.60x" in fp32
+    assert "phase 1 **0.50x** the best twin (eager" in bf16 and "Keras BatchNorm" not in bf16
+
+
+def test_each_row_is_divided_by_its_own_librarys_roofline(tp):
+    import argparse
+
+    args = argparse.Namespace(batch_source=1, batch_target=1, backbone="resnet50",
+                              decoder_channels=8, size=64, steps=1, warmup=0, merge=None,
+                              quick=False, dataset="d", load_start=(0, 0, 0))
+    phases = {"phase1": {"median_s": 2.0, "first_s": 1.0},
+              "phase2": {"median_s": 2.0, "first_s": 1.0}}
+    rows = [{"spec": {"kind": "matmul"}, "n": 8, "tf_float32": 100.0, "torch_float32": 50.0,
+             "tf_bfloat16": 400.0, "torch_bfloat16": 200.0, "load_before": 0.1},
+            {"spec": {"kind": "keras", "backend": "tensorflow", "jit": False,
+                      "policy": "float32"}, **phases, "peak_rss_mb": 1,
+             "load_before": 0, "load_after": 0},
+            {"spec": {"kind": "twin", "backend": "torch", "jit": False, "policy": "float32"},
+             **{p: dict(v, flops=20e9) for p, v in phases.items()}, "peak_rss_mb": 1,
+             "load_before": 0, "load_after": 0}]
+    text = tp.render(rows, args, "now", "cmd", 60)
+    table = {tuple(c.strip() for c in line.split("|")[1:5]): line.split("|")[9].strip()
+             for line in text.splitlines() if line.startswith("| keras") or
+             line.startswith("| torch")}
+    # 1 img/s x 20 GFLOP = 20 GFLOP/s: 20 % of TF's fp32 rate, 40 % of torch's.
+    assert table[("keras-tensorflow", "no jit", "fp32", "1")] == "20"
+    assert table[("torch-twin", "eager", "fp32", "1")] == "40"
+    assert "measured at a 1-min load of 0.10." in text
 
 
 def test_profile_parser_sums_op_types_of_a_trace(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from tada_keras.layers import BatchNormalization
+
 
 @keras.saving.register_keras_serializable(package="tada_keras")
 class PatchDiscriminator(keras.Model):
@@ -63,7 +65,7 @@ class PatchDiscriminator(keras.Model):
                 dtype="float32", name="logits" if last else f"conv{i}")(x)
             if not last:
                 if batchnorm:
-                    x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+                    x = BatchNormalization(name=f"bn{i}")(x)
                 x = keras.layers.LeakyReLU(negative_slope, name=f"lrelu{i}")(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
         # === Config ===

@@ -6,6 +6,7 @@ import os
 
 import keras
 
+from tada_keras.layers import BatchNormalization, fuse_batchnorm
 from tada_keras.models import efficientnet_lite
 
 BACKBONES = ("resnet50", *efficientnet_lite.VARIANTS, "resnet18", "resnet10s", "tiny")
@@ -72,6 +73,8 @@ def _resnet50(weights, input_shape):
                 "path as backbone_weights, or use backbone_weights=None.") from None
         raise BackboneWeightsError(
             f"backbone_weights: cannot load {weights!r} into ResNet50: {err}") from None
+    # Its BatchNorm layers become the fused ones (same names and weights).
+    base = fuse_batchnorm(base)
     outputs = [base.get_layer(n).output for n in _RESNET50_FEATURES]
     return keras.Model(base.input, outputs, name="resnet50")
 
@@ -79,7 +82,7 @@ def _resnet50(weights, input_shape):
 def _conv_bn_relu(x, filters, kernel, strides, name, relu=True):
     x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+    x = BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 

@@ -30,7 +30,7 @@ import os
 import keras
 import numpy as np
 
-from tada_keras.layers import ImagePreprocessing
+from tada_keras.layers import BatchNormalization, ImagePreprocessing
 
 # (kernel, repeats, filters_in, filters_out, expand_ratio, stride) of EfficientNet-B0.
 _B0_STAGES = ((3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40, 6, 2),
@@ -81,7 +81,7 @@ def _conv(x, filters, kernel, strides, name):
 
 
 def _bn_relu6(x, name, relu=True):
-    x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+    x = BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
     return keras.layers.ReLU(max_value=6.0, name=f"{name}_relu")(x) if relu else x
 
 

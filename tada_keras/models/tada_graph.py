@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from tada_keras.layers import ImagePreprocessing
+from tada_keras.layers import BatchNormalization, ImagePreprocessing
 from tada_keras.models.backbones import PREPROCESSING, build_backbone
 
 FREEZE_POINTS = ("up-1", "up-2", "up-3")
@@ -30,7 +30,7 @@ def _up_stage(top, lateral, stage, channels):
     x = keras.layers.Add(name=f"up{stage}_merge")([up, skip])
     x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name=f"up{stage}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"up{stage}_bn")(x)
+    x = BatchNormalization(name=f"up{stage}_bn")(x)
     return keras.layers.ReLU(name=f"up{stage}_out")(x)
 
 

@@ -79,6 +79,40 @@ def set_global_determinism(seed: int, deterministic_ops: bool = False) -> None:
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
 
+def fused_batch_norm(x, scale, offset, mean, variance, epsilon, training):
+    """TensorFlow's fused batch normalisation of NHWC ``x`` over its last axis.
+
+    ``scale``, ``offset``, ``mean`` and ``variance`` are float32 (``x`` may be bfloat16 or
+    float16; the kernel computes in float32 and returns ``x``'s dtype). Returns ``(y,
+    batch_mean, batch_variance)``: with ``training`` the batch's statistics (the
+    population variance, as ``keras.ops.moments`` gives) and ``y`` normalised with them,
+    else ``y`` normalised with ``mean``/``variance`` and those returned unchanged.
+    The caller (``tada_keras.layers.BatchNormalization``) checks that the kernel applies.
+    """
+    import tensorflow as tf
+
+    def as_float32(value):
+        return tf.cast(tf.convert_to_tensor(value), tf.float32)
+
+    scale, offset = as_float32(scale), as_float32(offset)
+    if not training:
+        mean, variance = as_float32(mean), as_float32(variance)
+        y = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=scale, offset=offset, mean=mean, variance=variance,
+            epsilon=epsilon, data_format="NHWC", is_training=False)[0]
+        return y, mean, variance
+    empty = tf.constant([], tf.float32)
+    y, batch_mean, batch_variance = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=epsilon,
+        exponential_avg_factor=1.0, data_format="NHWC", is_training=True)[:3]
+    # The kernel's batch variance is Bessel-corrected (n / (n - 1)); Keras's moving
+    # statistics are updated with the population variance.
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    population = tf.where(count > 1.0, batch_variance * ((count - 1.0) / count),
+                          tf.zeros_like(batch_variance))
+    return y, batch_mean, population
+
+
 # --- Data-parallel training (tf.distribute / keras.distribution) -----------------------
 # Data-parallel training: the one place that knows about tf.distribute / keras.distribution.
 #
