@@ -380,7 +380,6 @@ def render(rows, args, started, command, elapsed) -> str:
             continue
         key = (_label(r["spec"]), _mode(r["spec"]), r["spec"]["policy"])
         ref[key] = {p: batch / r[p]["median_s"] for p in PHASES}
-    eager32 = ref.get(("torch-twin", "eager", "float32"))
     tf32 = ref.get(("keras-tensorflow", "no jit", "float32"))
 
     def tf_same_precision(policy):

@@ -177,7 +177,7 @@ def test_equals_keras_layer_on_every_backend():
     upstream = keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))
     keras_bn, ours = _pair(shape, momentum=0.8)
     for training in (True, False):
-        def loss(layer):
+        def loss(layer, training=training):
             return lambda t: keras.ops.sum(layer(t, training=training) * upstream)
 
         (v_k, (g_k,)), (v_o, (g_o,)) = (value_and_gradients(loss(layer), [x])

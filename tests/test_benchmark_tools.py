@@ -43,7 +43,8 @@ def test_only_selectors_pick_exactly_the_named_rows(tp):
     # fused (default) and Keras-BatchNorm rows without jit, fused rows with jit
     assert len(pick("keras-tensorflow")) == 6
     assert pick("keras-tensorflow/nojit-kerasbn") == [
-        ("keras-tensorflow", "nojit-kerasbn", "fp32"), ("keras-tensorflow", "nojit-kerasbn", "bf16")]
+        ("keras-tensorflow", "nojit-kerasbn", "fp32"),
+        ("keras-tensorflow", "nojit-kerasbn", "bf16")]
     assert pick("matmul,tf.data") == [("matmul", "", ""), ("tf.data", "", "")]
     assert len(pick("")) == len(order)
 
