@@ -12,14 +12,18 @@ One command writes the whole Markdown table (issue 8). Every configuration runs 
 subprocess, so its peak RSS (``ru_maxrss``) is its own and one crash cannot take the table
 down. Rows:
 
-* ``matmul``: the machine's measured dense matmul rate (TF and torch, fp32 and bf16; the
-  best of the two is the roofline the GFLOP/s columns are divided by);
+* ``matmul``: the machine's measured dense matmul rate (TF and torch, fp32 and bf16); a
+  row's ``% roofline`` divides its GFLOP/s by the rate of its own library (TF for
+  Keras-TF, torch for the twin and Keras-torch; none for JAX). It is the first row, so
+  start on an idle machine: the header says the load it was measured at;
 * ``keras-<backend>``: ``tada_keras.build_model`` (ResNet50-FPN, decoder 256, or with
   ``--backbone=efficientnet_lite0`` the demo's pretrained network; normals +
   41-class segmentation), a mixed batch of ``--batch_source`` source + ``--batch_target``
   target images, HeadFreeze phase 1 (MTL+src, head trains) then phase 2 (MTL+both, head
   frozen, recompiled with a new Adam) via ``configure_phase``, jit on/off, fp32 /
-  ``mixed_bfloat16``;
+  ``mixed_bfloat16``; Keras-TF without jit also once more with Keras's own (unfused)
+  BatchNormalization (``TADA_FUSED_BATCHNORM=0``; mode ``nojit-kerasbn``), so one run
+  shows what the fused kernel changes;
 * ``torch-twin``: the same network and step in plain PyTorch (``torch_twin.py``), eager and
   ``torch.compile``, fp32 / bf16 autocast; its parameter count and output shapes are
   asserted equal to the Keras model's;
@@ -29,7 +33,9 @@ down. Rows:
 Throughput is the median over ``--steps`` timed steps after ``--warmup`` steps (the first,
 compiling step is reported separately). The 1-minute load average is recorded before and
 after every row: on a shared machine a load above the core count means other processes
-took CPU time and the row's numbers are pessimistic.
+took CPU time and the row's numbers are pessimistic. The summary lines give Keras-TF (no
+jit) over the best twin row (eager or compiled) of the same precision and phase, and over
+Keras's own batch norm; ``benchmarks/readme_table.py`` puts them into the README.
 """
 
 from __future__ import annotations

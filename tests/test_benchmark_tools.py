@@ -142,3 +142,25 @@ def test_profile_parser_sums_op_types_of_a_trace(tmp_path):
     path.write_bytes(space.SerializeToString())
     assert profile.parse_xspace(str(path)) == pytest.approx(
         {"_FusedConv2D": 5.0, "FusedBatchNormV3": 1.5})
+
+
+def test_readme_table_is_computed_from_the_rows():
+    rt = _load("readme_table")
+
+    def row(kind, policy, s1, s2, jit=False, **extra):
+        spec = {"kind": kind, "backend": "tensorflow" if kind == "keras" else "torch",
+                "jit": jit, "policy": policy, **extra}
+        return {"spec": spec, "phase1": {"median_s": s1}, "phase2": {"median_s": s2},
+                "load_before": 0.1}
+
+    rows = [{"spec": {"kind": "matmul"}},
+            row("keras", "float32", 2.0, 1.0), row("keras", "float32", 4.0, 2.0,
+                                                   batchnorm="keras"),
+            row("twin", "float32", 1.0, 4.0), row("twin", "float32", 8.0, 8.0, jit=True),
+            row("keras", "float32", 0.5, 0.5, jit=True)]  # jit rows are not in the table
+    lines = rt.table(rows)
+    assert lines[2] == "| fp32 | Keras-TF, fused batch norm | 8.00 / 16.00 | 1.00 / 1.00 |"
+    assert lines[3] == "| fp32 | Keras-TF, Keras's batch norm | 4.00 / 8.00 | 2.00 / 2.00 |"
+    assert lines[4] == "| fp32 | PyTorch twin, eager | 16.00 / 4.00 | 0.50 / 4.00 |"
+    assert lines[5] == "| fp32 | PyTorch twin, `torch.compile` | 2.00 / 2.00 | 4.00 / 8.00 |"
+    assert len(lines) == 6

@@ -4,9 +4,10 @@ Everything else in tada-keras is written against ``keras.ops`` (and trains with 
 own train step on every backend, domain adaptation included). What Keras 3 has no
 backend-agnostic API for lives here, behind plain functions, and is tested on
 TensorFlow, JAX and PyTorch with the same tests: gradients for tests
-(``value_and_gradients``), determinism (``set_global_determinism``) and data-parallel
-training (``--distribution``: ``distribution_scope``, ``cross_replica_sum``,
-``synchronized_batchnorm``, ``shard_for_workers``, ...).
+(``value_and_gradients``), determinism (``set_global_determinism``), TensorFlow's fused
+batch-norm kernel (``fused_batch_norm``, used by ``tada_keras.layers.BatchNormalization``)
+and data-parallel training (``--distribution``: ``distribution_scope``,
+``cross_replica_sum``, ``synchronized_batchnorm``, ``shard_for_workers``, ...).
 """
 
 from __future__ import annotations
