@@ -162,13 +162,13 @@ class RunConfig:
         "auto",
         "auto, true or false (XLA on TF/JAX). auto is Keras's rule: XLA for JAX, and for "
         "TensorFlow only when a GPU/TPU is visible (on CPUs XLA made the TADA step "
-        "1.5-1.7x slower, benchmarks/throughput.md).",
+        "1.5-1.7x slower, benchmarks/throughput_2026-12-01_epyc.md).",
         choices=("auto", "true", "false"))
     dtype_policy: str = setting(
         "float32",
         "Keras layer policy: float32, or mixed_bfloat16 (bf16 compute, float32 weights, "
-        "losses and outputs; ~1.5x faster on CPUs with AMX/AVX512-bf16 and on TPUs/recent"
-        " GPUs).",
+        "losses and outputs; 1.55x faster on an AMD EPYC, but 0.6x on an AVX512-BF16 "
+        "Xeon without AMX, benchmarks/README.md; for TPUs and recent GPUs).",
         choices=DTYPE_POLICIES)
     distribution: str = setting(
         "none",
