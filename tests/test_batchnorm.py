@@ -254,7 +254,8 @@ def test_every_batchnorm_of_the_tada_network_is_the_fused_layer(tiny_model):
 
     norms = [lr for lr in layers(model) if isinstance(lr, keras.layers.BatchNormalization)]
     assert norms and all(type(lr) is BatchNormalization for lr in norms)
-    for name in ("efficientnet_lite0", "resnet18"):
+    # resnet50 is keras.applications' model with its batch norms swapped (fuse_batchnorm).
+    for name in ("efficientnet_lite0", "resnet18", "resnet50"):
         backbone = build_backbone(name, None, (None, None, 3))
         norms = [lr for lr in backbone.layers if isinstance(lr, keras.layers.BatchNormalization)]
         assert norms and all(type(lr) is BatchNormalization for lr in norms), name
