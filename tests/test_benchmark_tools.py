@@ -164,3 +164,11 @@ def test_readme_table_is_computed_from_the_rows():
     assert lines[4] == "| fp32 | PyTorch twin, eager | 16.00 / 4.00 | 0.50 / 4.00 |"
     assert lines[5] == "| fp32 | PyTorch twin, `torch.compile` | 2.00 / 2.00 | 4.00 / 8.00 |"
     assert len(lines) == 6
+
+
+def test_readme_performance_table_is_the_one_generated_from_the_committed_rows():
+    rt = _load("readme_table")
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    start = readme.index(rt.BEGIN) + len(rt.BEGIN)
+    assert readme[start:readme.index(rt.END)] == "\n" + rt.block()
