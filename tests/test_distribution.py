@@ -25,7 +25,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def _probe(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     if backend == "jax":
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        # Two host devices on a 2-core machine: once (CI, 2026-12-05) one replica did not
+        # reach the all-reduce within XLA's 40 s rendezvous limit and XLA aborted. Keep
+        # each replica's ops single-threaded (no intra-op tasks queued behind a replica
+        # that waits in the all-reduce) and allow a slow machine 300 s.
+        env["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=2"
+                            " --xla_cpu_multi_thread_eigen=false"
+                            " --xla_cpu_collective_call_terminate_timeout_seconds=300")
     proc = subprocess.run([sys.executable, os.path.join(HERE, "distribution_probe.py"),
                            "none", "mirrored"], env=env, capture_output=True, text=True,
                           timeout=600)
