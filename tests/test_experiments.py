@@ -474,5 +474,7 @@ def test_table_markers_use_benjamini_hochberg_adjusted_p_values():
     assert marked["c"] and not marked["b"] and not marked["a"]
     assert all(marked[r] == (stats[r]["mean"].p_ref_adjusted < 0.05) for r in marked)
     assert "Benjamini–Hochberg" in A.legend("Baseline")
+    assert "With 5 seeds per row" in A.legend("Baseline", seeds=(5, 5))
+    assert "With 4–5 seeds per row" in A.legend("Baseline", seeds=(5, 4, 5))
     assert "mean_p_vs_reference_bh" in A.csv_table(stats, {}).splitlines()[0]
     assert np.isnan(stats["baseline"]["mean"].p_ref_adjusted)

@@ -223,13 +223,18 @@ def format_cell(cell: Cell, decimals: int, alpha: float = ALPHA) -> str:
     return text + marks
 
 
-def legend(reference_label: str | None, alpha: float = ALPHA) -> str:
+def legend(reference_label: str | None, alpha: float = ALPHA,
+           seeds: tuple[int, ...] = (3,)) -> str:
+    """``seeds``: the rows' seed counts (the power caveat names them)."""
     ref = (f"`{REF_MARK}`: differs from {reference_label} (two-sided Welch's t-test over "
            f"seeds, Benjamini–Hochberg-adjusted p < {alpha} over the column's rows); "
            if reference_label else "")
+    counts = sorted(set(seeds)) or [0]
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     return (f"**Bold**: best mean of the column (the Oracle excluded). {ref}`{BEST_MARK}`: "
-            f"worse than the column's best row (the same test and adjustment). With 3 seeds "
-            f"the test has little power: no marker does not mean no difference.")
+            f"worse than the column's best row (the same test and adjustment). With {n} "
+            f"seeds per row this unpaired test has little power: no marker does not mean "
+            f"no difference.")
 
 
 def markdown_table(stats: dict[str, dict[str, Cell]], labels: dict[str, str],

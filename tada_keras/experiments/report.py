@@ -62,7 +62,8 @@ def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
     columns = A.task_columns(task)
     stats = A.aggregate(results, reference, exclude_from_best=oracle, columns=columns)
     parts = [caption(plan), A.markdown_table(stats, labels, alpha, columns),
-             A.legend(labels.get(reference), alpha)]
+             A.legend(labels.get(reference), alpha,
+                      tuple(len(v) for v in results.values()))]
     out = table_dir(plan)
     os.makedirs(out, exist_ok=True)
     paired = []
@@ -113,7 +114,7 @@ def _paired_figure(paired, labels, path) -> None:
     ax.set_xticklabels([f"{labels.get(c.a, c.a)}\n− {labels.get(c.b, c.b)}" for c in paired],
                        fontsize=7)
     ax.set_ylabel("target test mean error difference (°)\nnegative: A better")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the CIs
     ax.set_title("Paired differences per seed (black: mean and 95 % CI)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
