@@ -106,6 +106,12 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
     only resizes, crops and colour-shifts, identically for every task. ``augment``: the
     photometric layers (``photometric_layers``) to apply, or None; with
     ``spec.augment == "photometric_flip"`` they come with a random horizontal flip.
+    ``seed``: a shape-[2] integer tensor that makes the crop, flip and colour shift of this
+    example a stateless function of it (``mixed_train_dataset`` passes (run seed and
+    domain, example index), so two runs with one seed draw the same augmentation for the
+    same example, whatever the parallelism); None draws from TensorFlow's stateful
+    generator. The photometric layers always draw statefully (Keras's layers take no
+    per-call seed tensor).
     """
     from tada_keras.tasks.base import Geometry
 
@@ -157,8 +163,8 @@ def _random_crop(image, dense, size, seed):
     with tf.control_dependencies([tf.debugging.assert_greater_equal(
             tf.minimum(h, w), size,
             message=f"--crop_size={size} is larger than an image; use --image_size")]):
-        oy = tf.random.uniform((), 0, tf.maximum(h - size, 0) + 1, tf.int32, seed=seed)
-    ox = tf.random.uniform((), 0, tf.maximum(w - size, 0) + 1, tf.int32, seed=seed)
+        oy = _uniform((), 0, tf.maximum(h - size, 0) + 1, tf.int32, seed, 0)
+    ox = _uniform((), 0, tf.maximum(w - size, 0) + 1, tf.int32, seed, 1)
 
     def crop(v):
         v = v[oy:oy + size, ox:ox + size]
@@ -169,7 +175,7 @@ def _random_crop(image, dense, size, seed):
 
 def _random_flip(image, own, tasks, seed):
     """Mirrors the image and every task's dense labels with probability 1/2."""
-    flip = tf.random.uniform((), 0, 2, tf.int32, seed=seed) > 0
+    flip = _uniform((), 0, 2, tf.int32, seed, 2) > 0
 
     def mirrored(v):
         return tf.cond(flip, lambda: tf.reverse(v, axis=[1]), lambda: v)
@@ -184,9 +190,18 @@ def _random_flip(image, own, tasks, seed):
 
 def _colour_shift(image, seed):
     """Random per-channel gain and offset plus brightness (the paper's colour shift)."""
-    gain = tf.random.uniform((1, 1, 3), 0.9, 1.1, seed=seed)
-    offset = tf.random.uniform((1, 1, 3), -10.0, 10.0, seed=seed)
+    gain = _uniform((1, 1, 3), 0.9, 1.1, tf.float32, seed, 3)
+    offset = _uniform((1, 1, 3), -10.0, 10.0, tf.float32, seed, 4)
     return tf.clip_by_value(image * gain + offset, 0.0, 255.0)
+
+
+def _uniform(shape, minval, maxval, dtype, seed, stream: int):
+    """A uniform draw: stateless from ``seed`` (a shape-[2] tensor; ``stream`` keeps the
+    draws of one example apart), or stateful when ``seed`` is None."""
+    if seed is None:
+        return tf.random.uniform(shape, minval, maxval, dtype)
+    key = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), stream)
+    return tf.random.stateless_uniform(shape, key, minval, maxval, dtype)
 
 
 def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
@@ -200,16 +215,22 @@ def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
     augment = photometric_layers(seed) if spec.augment != "none" else None
 
     def prep(domain, use_main, anchor, layers=None):
-        return lambda ex: prepare_example(ex, spec, domain, use_main, anchor, training=True,
-                                          augment=layers)
+        # The index-th example of this domain's stream gets the same augmentation in every
+        # run with this seed (paired methods, deterministic under parallel map).
+        def fn(index, ex):
+            key = tf.stack([tf.constant(2 * seed + domain, tf.int64), index])
+            return prepare_example(ex, spec, domain, use_main, anchor, training=True,
+                                   seed=key, augment=layers)
 
-    src = (source.repeat().shuffle(shuffle_buffer, seed=seed)
+        return fn
+
+    src = (source.repeat().shuffle(shuffle_buffer, seed=seed).enumerate()
            .map(prep(C.DOMAIN_SOURCE, True, use_anchor, augment),
                 num_parallel_calls=tf.data.AUTOTUNE)
            .batch(batch_source, drop_remainder=True))
     if target is None or batch_target == 0:
         return src.prefetch(tf.data.AUTOTUNE)
-    tgt = (target.repeat().shuffle(shuffle_buffer, seed=seed + 1)
+    tgt = (target.repeat().shuffle(shuffle_buffer, seed=seed + 1).enumerate()
            .map(prep(C.DOMAIN_TARGET, use_target_main, use_target_anchor),
                 num_parallel_calls=tf.data.AUTOTUNE)
            .batch(batch_target, drop_remainder=True))
