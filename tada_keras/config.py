@@ -142,6 +142,29 @@ class RunConfig:
         "HeadFreeze: phase-1 steps (overrides --phase1_fraction).")
     steps_per_epoch: int = setting(100, "Steps between checkpoints (resume granularity).")
     learning_rate: float = setting(1e-3, "Adam learning rate of the network.")
+    ema_momentum: float = setting(
+        0.0,
+        "Weight averaging: evaluate and save an exponential moving average of the "
+        "trainable weights with this momentum (e.g. 0.99), kept by Keras's optimizer "
+        "(use_ema); a new average per phase; BatchNorm statistics stay the live ones. "
+        "0 = off (the last step's weights). See tada_keras/training/averaging.py.")
+    select: str = setting(
+        "last",
+        "Which weights the run ends with: last (the last step's), source_val (the epoch "
+        "end with the best source-val main-task error) or target_anchor (the best "
+        "target-val anchor score: mIoU / keypoint NME). Target main-task labels are never "
+        "read to select. Selection is among the last phase's epoch ends.",
+        choices=("last", "source_val", "target_anchor"))
+    score_epochs: bool = setting(
+        False,
+        "Score every epoch end (source-val main-task metrics, target-val anchor metric; "
+        "with --ema_momentum also the raw weights) into the history; on with --select "
+        "other than last.")
+    target_test_curve: bool = setting(
+        False,
+        "Analysis only: also write the target-test main-task error of every epoch end to "
+        "phase_<name>/target_test_curve.csv (to measure selection rules afterwards). "
+        "Nothing reads it to choose anything.")
     anchor_weight: float = setting(1.0, "λ of the anchor losses (Eq. 4-6).")
     balance_losses: bool = setting(
         False,
@@ -328,6 +351,16 @@ def validate(cfg: RunConfig) -> None:
     if cfg.dtype_policy not in DTYPE_POLICIES:
         raise ValueError(f"--dtype_policy={cfg.dtype_policy!r}: expected one of "
                          f"{list(DTYPE_POLICIES)}")
+    if cfg.select not in ("last", "source_val", "target_anchor"):
+        raise ValueError(f"--select={cfg.select!r}: expected last, source_val or "
+                         "target_anchor")
+    if cfg.select == "target_anchor" and cfg.anchor_task:
+        from tada_keras.tasks import _REGISTRY, available_tasks
+
+        available_tasks()
+        if not _REGISTRY[cfg.anchor_task].anchor_metric:
+            raise ValueError(f"--select=target_anchor: --anchor={cfg.anchor_task} has no "
+                             "evaluation metric to select by")
     backend.validate_distribution(cfg.distribution)
     if cfg.distribution != "none" and getattr(cfg, "da", "none") != "none":
         raise ValueError(f"--distribution={cfg.distribution} with --da: the adversarial "
@@ -361,6 +394,7 @@ def _check_numbers(cfg: RunConfig) -> None:
         "disc_noise": (0.0, math.inf, True, False),
         "disc_label_noise": (0.0, 0.5, True, False),
         "eval_scale": (0.0, 4.0, False, True),
+        "ema_momentum": (0.0, 1.0, True, False),
     }
     for name, (low, high, low_ok, high_ok) in rules.items():
         value = getattr(cfg, name)

@@ -118,6 +118,67 @@ def evaluate_model(model, cfg: RunConfig, spec, log=print, progress: bool | None
     return results
 
 
+def checkpoint_scorer(cfg: RunConfig, spec, model):
+    """``model -> scores`` of a checkpoint for ``--select`` (``training/selection.py``):
+    the main task's metrics on source val (``val_source_main_<key>``) and the anchor's on
+    target val (``val_target_anchor_<key>``).
+
+    Target main-task labels are never read here: the target-val examples lose every
+    feature only the main task reads before the pipeline sees them, and they are prepared
+    for the anchor task alone.
+    """
+    import dataclasses as dc
+
+    from tada_keras.data import eval_dataset, load_split
+    from tada_keras.training.selection import ANCHOR_PREFIX, SOURCE_PREFIX
+
+    def split(key, hidden=(), task_spec=spec):
+        name, split_name, manual, domain = eval_split(cfg, key)
+        ds = load_split(name, split_name, cfg.data_dir, manual_dir=manual)
+        if hidden:
+            keep = set(ds.element_spec) - set(hidden)
+            ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k in keep})
+        return eval_dataset(ds, task_spec, domain, cfg.eval_batch_size, cfg.eval_input_size,
+                            cfg.eval_scale)
+
+    source = split("source_val")
+    target = None
+    anchor = model.anchor
+    if anchor is not None and anchor.evaluator() is not None:
+        hidden = ((set(model.main.required_features()) | set(model.main.label_keys))
+                  - set(anchor.required_features()) - set(anchor.label_keys))
+        target = split("target_val", hidden=hidden, task_spec=dc.replace(spec, main_task=None))
+
+    def score(model) -> dict:
+        # The main task's primary metric only (e.g. mean angular error): the epoch logs
+        # stay readable; target_test_curve keeps every metric.
+        scores = _scores(model, SOURCE_PREFIX, source, model.main.evaluator(),
+                         keys=(model.main.primary,))
+        if target is not None:
+            scores.update(_scores(model, ANCHOR_PREFIX, target, anchor.evaluator()))
+        return scores
+
+    return score
+
+
+def target_test_scorer(cfg: RunConfig, spec):
+    """``model -> {"target_test_<key>": ...}``: the main task's target-test metrics, for
+    the analysis-only ``--target_test_curve`` (never used to choose anything)."""
+    from tada_keras.data import eval_dataset, load_split
+
+    name, split, manual, domain = eval_split(cfg, "target_test")
+    ds = eval_dataset(load_split(name, split, cfg.data_dir, manual_dir=manual), spec, domain,
+                      cfg.eval_batch_size, cfg.eval_input_size, cfg.eval_scale)
+    return lambda model: _scores(model, "target_test_", ds, model.main.evaluator())
+
+
+def _scores(model, prefix, ds, evaluator, keys=None) -> dict:
+    for images, labels in ds.as_numpy_iterator():
+        evaluator.update(predict_padded(model, images), labels)
+    return {prefix + k: float(v) for k, v in evaluator.result().items()
+            if keys is None or k in keys}
+
+
 def load_run(model_dir):
     """Returns (RunConfig, model) of a finished run."""
     import keras

@@ -53,7 +53,9 @@ from tada_keras.training.run_log import GlobalStepTensorBoard, RunLog, write_fig
 
 
 def _optimizer(cfg, model):
-    network = keras.optimizers.Adam(cfg.learning_rate)
+    from tada_keras.training.averaging import network_optimizer
+
+    network = network_optimizer(cfg.learning_rate, cfg.ema_momentum)
     if getattr(model, "adaptation", None) is None:
         return network
     from tada_keras.adaptation.config import make_optimizer
@@ -257,31 +259,80 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
                              "expected the final.weights.h5 of a run with the same "
                              "--backbone, --decoder_channels, --anchor and dataset") from None
+    from tada_keras.training.fingerprint import weights_digest
+
+    initial_weights = weights_digest(model)  # after build and --init_from, before step 1
     os.makedirs(cfg.model_dir, exist_ok=True)
     with RunLog(cfg.model_dir, log) as run_log:
         run_log.file(f"run {cfg.method} in {os.path.abspath(cfg.model_dir)}; settings: "
                      f"{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}")
         try:
-            return _train_logged(cfg, model, method, config_path, run_log, verbose)
+            return _train_logged(cfg, model, method, config_path, run_log, verbose,
+                                 initial_weights)
         except Exception as err:
             run_log.file(f"error: {type(err).__name__}: {err}")
             raise
 
 
-def _train_logged(cfg, model, method, config_path, log, verbose) -> dict:
+def write_fingerprints(cfg, method, spec, model_dir, initial_weights) -> None:
+    """``model_dir/fingerprints.json`` (once, before the first step): the initial weights'
+    and the first training batches' digests, the datasets' identity, the software and the
+    machine (``training/fingerprint.py``); the harness copies it into the run record."""
+    from tada_keras.experiments.records import commit, machine
+    from tada_keras.training import fingerprint as F
+
+    path = os.path.join(model_dir, "fingerprints.json")
+    if os.path.exists(path):
+        return
+    first = next(p for p in method.phases if method.steps[p.name])
+    x, y = next(iter(phase_dataset(cfg, spec, first)))
+    write_json(path, {
+        "initial_weights": initial_weights,
+        "first_batch": F.batch_digest(keras.ops.convert_to_numpy(x),
+                                      {k: keras.ops.convert_to_numpy(v) for k, v in y.items()}),
+        "first_phase": first.name,
+        "datasets": {domain: F.dataset_identity(_dataset_info(
+            getattr(cfg, f"{domain}_dataset"), cfg.data_dir,
+            getattr(cfg, f"{domain}_manual_dir"), f"{domain}_dataset"))
+            for domain in ("source", "target")},
+        "deterministic": cfg.deterministic, "backend": backend.backend_name(),
+        "libraries": F.library_versions(), "machine": machine(), "commit": commit(),
+        "resumes": []})
+
+
+def _note_resumes(model_dir, resumed: list) -> None:
+    """Appends this invocation's resumed phases (and epochs) to fingerprints.json."""
+    path = os.path.join(model_dir, "fingerprints.json")
+    if not resumed or not os.path.exists(path):
+        return
+    with open(path) as f:
+        state = json.load(f)
+    state["resumes"] = state.get("resumes", []) + [resumed]
+    write_json(path, state)
+
+
+def _train_logged(cfg, model, method, config_path, log, verbose, initial_weights) -> dict:
     """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log."""
     if not os.path.exists(config_path):
         _atomic_write_json(config_path, {**dataclasses.asdict(cfg),
                                          "resolved_method": method.as_dict()})
+    spec = data_spec(cfg, model)
+    write_fingerprints(cfg, method, spec, cfg.model_dir, initial_weights)
     if cfg.da != "none":  # discriminators become part of the weights and checkpoints
         from tada_keras.adaptation import config as da_config
 
         da_config.attach(model, cfg)
-    spec = data_spec(cfg, model)
     steps = method.steps
+    from tada_keras.inference import checkpoint_scorer, target_test_scorer
+    from tada_keras.training.selection import CurveFile, criterion
+
+    scoring = cfg.score_epochs or cfg.select != "last"
+    last_phase = [p for p in method.phases if steps[p.name]][-1].name
     store = RunDirectory(cfg.model_dir, hint=(
         f"Lower --learning_rate (now {cfg.learning_rate:g}) and use a new --model_dir."),
-        log=log)
+        log=log, scorer=checkpoint_scorer(cfg, spec, model) if scoring else None,
+        criterion=criterion(cfg.select, model.main, model.anchor), last_phase=last_phase)
+    curve = target_test_scorer(cfg, spec) if cfg.target_test_curve else None
 
     def callbacks(phase):
         index = method.phases.index(phase)
@@ -295,6 +346,9 @@ def _train_logged(cfg, model, method, config_path, log, verbose) -> dict:
                                       append=True)]
         if cfg.da != "none":
             phase_callbacks.append(da_config.monitor(cfg, phase.name, first, log))
+        if curve is not None:
+            phase_callbacks.append(CurveFile(curve, os.path.join(
+                store.phase_dir(phase), "target_test_curve.csv")))
         return phase_callbacks
 
     histories = run_method(
@@ -304,8 +358,20 @@ def _train_logged(cfg, model, method, config_path, log, verbose) -> dict:
         callbacks=callbacks, balance=cfg.balance_losses, jit_compile=_jit(cfg),
         verbose=verbose, steps_per_epoch=cfg.steps_per_epoch, store=store, log=log)
     timings = store.timings
+    _note_resumes(cfg.model_dir, store.resumed)
 
     results = evaluate_model(model, cfg, spec, log=log)
+    last = next(p for p in method.phases if p.name == last_phase)
+    results["selection"] = {"rule": cfg.select, "phase": last_phase,
+                            "selected": store.selected(last)}
+    raw_path = store.raw_weights_path(last)
+    if cfg.ema_momentum and os.path.exists(raw_path):
+        # The same run without averaging (averaging never changes the raw trajectory).
+        final = os.path.join(store.phase_dir(last), "final.weights.h5")
+        log("evaluating the raw (not averaged) weights of the last step")
+        model.load_weights(raw_path)
+        results["raw_weights"] = evaluate_model(model, cfg, spec, log=log)
+        model.load_weights(final)
     results["timings_s"] = timings
     results["method"] = method.name
     results["main_task"] = cfg.main_task

@@ -83,7 +83,12 @@ def main(argv):
         check_out_dir(plan.out, plan.base, write=not FLAGS.dry_run)
         if FLAGS.results:  # its records are named relative to the same base settings
             check_out_dir(FLAGS.results, _portable(plan.base), write=not FLAGS.dry_run)
-    except PlanError as err:
+        from tada_keras.experiments.records import RecordError, read_record
+
+        for run in plan.unique_runs():  # a record stands for its planned run or nothing
+            if run.recorded:
+                read_record(run.record, run.config)
+    except (PlanError, RecordError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     runs = plan.unique_runs()

@@ -74,7 +74,20 @@ class PlannedRun:
                 return json.load(f)
         from tada_keras.experiments.records import read_metrics
 
-        return read_metrics(self.record)
+        return read_metrics(self.record, self.config)
+
+    def fingerprints(self) -> dict | None:
+        """Its fingerprints (``training/fingerprint.py``), from the run directory or its
+        record; None for runs trained before they existed."""
+        path = os.path.join(self.model_dir, "fingerprints.json")
+        if self.local and os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        if self.recorded:
+            from tada_keras.experiments.records import read_record
+
+            return read_record(self.record, self.config).get("fingerprints")
+        return None
 
     @property
     def phase_steps(self) -> dict[str, int]:

@@ -70,14 +70,59 @@ def write_record(path: str, model_dir: str, args: list[str], seconds: float) -> 
     record = {"format": FORMAT, "config": config, "metrics": metrics,
               "history": history_summary(model_dir), "seconds": round(seconds, 1),
               "args": list(args), "commit": commit(), "machine": machine()}
+    fingerprints = os.path.join(model_dir, "fingerprints.json")
+    if os.path.exists(fingerprints):  # runs trained before fingerprints have none
+        with open(fingerprints) as f:
+            record["fingerprints"] = json.load(f)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_json(path, record, indent=1, allow_nan=True)
     return record
 
 
-def read_metrics(path: str) -> dict:
-    with open(path) as f:
-        record = json.load(f)
-    if record.get("format") != FORMAT or "metrics" not in record:
-        raise ValueError(f"{path}: not a run record of format {FORMAT}")
-    return record["metrics"]
+class RecordError(ValueError):
+    """A committed record cannot stand for the planned run; the message names the file."""
+
+
+# Settings that say where a run's files were, not what it is: records move between machines.
+_WHERE = ("model_dir", "data_dir", "source_manual_dir", "target_manual_dir", "init_from")
+
+
+def read_record(path: str, expected=None) -> dict:
+    """The record in ``path``; with ``expected`` (the planned run's ``RunConfig``) it must
+    be a record of that run: the same method, seed and settings (paths aside; settings
+    added after it was written take their defaults). Raises ``RecordError`` (one line
+    naming the file) for a damaged, truncated or mismatched record."""
+    import dataclasses
+
+    from tada_keras.config import RunConfig
+
+    fix = "delete it and re-run the harness command: that run is trained again"
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:
+        reason = (f"invalid JSON at line {err.lineno}" if hasattr(err, "lineno")
+                  else type(err).__name__)
+        raise RecordError(f"{path}: not a readable run record ({reason}); {fix}") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT or \
+            not isinstance(record.get("metrics"), dict) or \
+            not isinstance(record.get("config"), dict):
+        raise RecordError(f"{path}: not a run record of format {FORMAT} (metrics and config "
+                          f"expected); {fix}")
+    if expected is not None:
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        saved = {**dataclasses.asdict(RunConfig()),
+                 **{k: v for k, v in record["config"].items() if k in known}}
+        wanted = dataclasses.asdict(expected)
+        diff = [k for k in sorted(wanted) if k not in _WHERE and saved.get(k) != wanted[k]]
+        if diff:
+            shown = ", ".join(f"{k}={saved.get(k)!r} (planned {wanted[k]!r})" for k in diff[:4])
+            raise RecordError(f"{path}: the record is not of the planned run "
+                              f"({shown}{', ...' if len(diff) > 4 else ''}); move it away or "
+                              f"{fix}")
+    return record
+
+
+def read_metrics(path: str, expected=None) -> dict:
+    """The metrics of the record in ``path`` (``read_record``'s checks)."""
+    return read_record(path, expected)["metrics"]

@@ -74,6 +74,7 @@ def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
         paired = A.paired_comparisons(by_seed, plan.table.pairs, metric)
         parts.append("Pre-registered paired comparisons:\n\n"
                      + A.paired_markdown(paired, labels, metric, alpha, _unit(task)))
+        parts.append(pairing_markdown(plan, plan.table.pairs, labels))
         _paired_figure(paired, labels, os.path.join(out, "paired_differences.png"))
     text = "\n\n".join(parts) + "\n"
     _write(os.path.join(out, "results.md"), text)
@@ -86,6 +87,70 @@ def write_results(plan: Plan, alpha: float = A.ALPHA) -> str:
     _write(os.path.join(out, "results.json"),
            json.dumps(summary, indent=2, default=str, allow_nan=True))
     return text
+
+
+def provenance(run) -> dict:
+    """What a finished run's pairing is judged by: its fingerprints (None for runs trained
+    before them), CPU model and commit (from the fingerprints, else the record)."""
+    prints = run.fingerprints()
+    record = {}
+    if prints is None and run.recorded:
+        from tada_keras.experiments.records import read_record
+
+        record = read_record(run.record, run.config)
+    source = prints or record
+    return {"fingerprints": prints, "cpu": (source.get("machine") or {}).get("cpu"),
+            "commit": source.get("commit")}
+
+
+def same_first_batch(a: dict, b: dict) -> bool:
+    """Two runs' first training batches hold the same images and labels in every domain
+    both see (the ``<task>_present`` flags say which labels a method trains on: they
+    differ between methods by design and are not compared)."""
+    domains = set(a["first_batch"]) & set(b["first_batch"])
+    if not domains:
+        return False
+    for domain in domains:
+        x, y = a["first_batch"][domain], b["first_batch"][domain]
+        shared = {k for k in set(x) & set(y) if not k.endswith("_present")}
+        if any(x[k] != y[k] for k in shared) or "image" not in shared:
+            return False
+    return True
+
+
+def pairing(plan: Plan, a: str, b: str) -> dict:
+    """Of the seeds where rows ``a`` and ``b`` both finished: how many pairs share the
+    initial weights and the first batches, how many cannot tell (no fingerprints), and
+    how many cross CPU models or commits."""
+    runs_a = {r.seed: r for r in plan.runs.get(a, ()) if r.done}
+    runs_b = {r.seed: r for r in plan.runs.get(b, ()) if r.done}
+    counts = dict(pairs=0, same_weights=0, same_batches=0, unknown=0, cross_cpu=0,
+                  cross_commit=0)
+    for seed in sorted(set(runs_a) & set(runs_b)):
+        pa, pb = provenance(runs_a[seed]), provenance(runs_b[seed])
+        counts["pairs"] += 1
+        fa, fb = pa["fingerprints"], pb["fingerprints"]
+        if fa is None or fb is None:
+            counts["unknown"] += 1
+        else:
+            counts["same_weights"] += fa["initial_weights"] == fb["initial_weights"]
+            counts["same_batches"] += same_first_batch(fa, fb)
+        counts["cross_cpu"] += pa["cpu"] != pb["cpu"]
+        counts["cross_commit"] += pa["commit"] != pb["commit"]
+    return counts
+
+
+def pairing_markdown(plan: Plan, pairs, labels: dict) -> str:
+    lines = ["Pairing of the compared runs (from the run records' fingerprints):", "",
+             "| comparison | pairs | same initial weights | same first batches | no "
+             "fingerprints | across CPU models | across commits |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for a, b in pairs:
+        c = pairing(plan, a, b)
+        lines.append(f"| {labels.get(a, a)} − {labels.get(b, b)} | {c['pairs']} | "
+                     f"{c['same_weights']} | {c['same_batches']} | {c['unknown']} | "
+                     f"{c['cross_cpu']} | {c['cross_commit']} |")
+    return "\n".join(lines)
 
 
 def _paired_figure(paired, labels, path) -> None:

@@ -83,6 +83,10 @@ class Task:
     # Whether --augment=photometric_flip may mirror this task's examples (its dense
     # labels are mirrored with the image; ``flip_dense`` fixes what mirroring changes).
     flippable: bool = True
+    # An anchor task's evaluation key that --select=target_anchor picks checkpoints by
+    # (its evaluator's result key) and whether higher is better.
+    anchor_metric: str = ""
+    anchor_higher_is_better: bool = True
 
     def __init__(self, **config: Any):
         self.config = dict(config)

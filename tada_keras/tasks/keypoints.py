@@ -39,6 +39,8 @@ class KeypointsTask(Task):
     # Mirroring a face swaps left and right landmarks: the permutation of the 68-point
     # scheme is not implemented, so --augment=photometric_flip refuses this task.
     flippable = False
+    anchor_metric = "nme"
+    anchor_higher_is_better = False
 
     def __init__(self, num_keypoints: int = 68, sigma: float = 2.0, depth_scale: float = 1.0,
                  depth_weight: float = 1.0, heatmap_weight: float = 100.0):
@@ -91,6 +93,9 @@ class KeypointsTask(Task):
     def config_from_info(cls, info):
         return {"num_keypoints": int(info.features[C.KEYPOINTS].shape[0])}
 
+    def evaluator(self):
+        return _KeypointEvaluator()
+
     def read_dense(self, example):
         if C.KEYPOINTS not in example:
             raise ValueError("The dataset has no 'keypoints' feature for the keypoint "
@@ -103,6 +108,42 @@ class KeypointsTask(Task):
 
     def feature_locations(self, features, labels):
         return keypoint_features(features, labels[C.KEYPOINTS], labels[C.KEYPOINTS_VISIBLE])
+
+
+class _KeypointEvaluator:
+    """NME (``metrics.keypoint_nme``: mean 2D error of the visible keypoints over the
+    square root of their bounding box's area, averaged over images with >= 2 visible
+    keypoints) of the heatmaps' peaks, located in normalised image coordinates."""
+
+    def __init__(self):
+        self.pred, self.gt, self.visible = [], [], []
+
+    def update(self, outputs, labels):
+        if "keypoints_heatmap" not in outputs:
+            return
+        self.pred.append(heatmap_peaks(np.asarray(outputs["keypoints_heatmap"])))
+        self.gt.append(np.asarray(labels[C.KEYPOINTS])[..., :2])
+        self.visible.append(np.asarray(labels[C.KEYPOINTS_VISIBLE], bool))
+
+    def result(self):
+        from tada_keras import metrics as M
+
+        if not self.pred:
+            return {}
+        visible = np.concatenate(self.visible)
+        if not (visible.sum(-1) >= 2).any():
+            return {}
+        return {"nme": M.keypoint_nme(np.concatenate(self.pred), np.concatenate(self.gt),
+                                      visible)}
+
+
+def heatmap_peaks(heatmaps: np.ndarray) -> np.ndarray:
+    """(B, h, w, K) heatmaps -> (B, K, 2) x, y of each map's maximum, normalised to [0, 1]
+    (pixel centres at (i + 0.5) / size, the labels' convention)."""
+    b, h, w, k = heatmaps.shape
+    flat = np.moveaxis(heatmaps, -1, 1).reshape(b, k, h * w)
+    index = np.argmax(np.nan_to_num(flat, nan=-np.inf), axis=-1)
+    return np.stack([(index % w + 0.5) / w, (index // w + 0.5) / h], axis=-1)
 
 
 def keypoints_after_crop(example, geometry):

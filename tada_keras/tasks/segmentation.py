@@ -23,6 +23,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     label_keys = (C.SEGMENTATION,)
     roles = ("anchor",)
+    anchor_metric = "miou"
 
     def __init__(self, num_classes: int = C.NYU40_NUM_CLASSES,
                  ignore_label: int = C.SEGMENTATION_IGNORE_LABEL):
