@@ -181,6 +181,11 @@ class RunConfig:
     deterministic: bool = setting(
         False,
         "Enable op determinism (TensorFlow) for bit-reproducible runs.")
+    intra_op_threads: int | None = setting(
+        None,
+        "Threads of one op (TensorFlow, PyTorch; default: all cores). Changes only the "
+        "order of floating-point sums: the noise-floor perturbation of "
+        "docs/study_grade.md.")
     jit_compile: str = setting(
         "auto",
         "auto, true or false (XLA on TF/JAX). auto is Keras's rule: XLA for JAX, and for "
@@ -406,6 +411,8 @@ def _check_numbers(cfg: RunConfig) -> None:
                 (value == high and not high_ok):
             interval = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
             raise ValueError(f"--{name}={value}: expected a value in {interval}")
+    if cfg.intra_op_threads is not None and cfg.intra_op_threads < 1:
+        raise ValueError(f"--intra_op_threads must be >= 1, got {cfg.intra_op_threads}")
     for name in ("seed", "num_figures", "da_warmup_steps"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(cfg, name)}")

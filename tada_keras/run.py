@@ -216,6 +216,7 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     the data-parallel scope; non-chief workers write under ``model_dir/workers/<id>``.
     """
     validate(cfg)
+    backend.set_intra_op_threads(cfg.intra_op_threads)
     with backend.distribution_scope(cfg.distribution) as replicas:
         batch = cfg.batch_source + cfg.batch_target
         if batch % replicas:

@@ -61,6 +61,34 @@ def history_summary(model_dir: str) -> dict:
     return summary
 
 
+_SCORE_PREFIXES = ("val_", "raw_val_")
+
+
+def curves(model_dir: str) -> dict:
+    """Per phase: every epoch's checkpoint scores (``--score_epochs``/``--select``) and the
+    analysis-only ``target_test_curve`` (``--target_test_curve``), as small lists."""
+    from tada_keras.training.selection import read_curve
+
+    out = {}
+    for name in sorted(os.listdir(model_dir)):
+        phase_dir = os.path.join(model_dir, name)
+        done = os.path.join(phase_dir, "DONE")
+        if not (name.startswith("phase_") and os.path.isfile(done)):
+            continue
+        with open(done) as f:
+            history = json.load(f).get("history", {})
+        entry = {k: v for k, v in history.items() if k.startswith(_SCORE_PREFIXES)}
+        curve = os.path.join(phase_dir, "target_test_curve.csv")
+        if os.path.exists(curve):
+            rows = read_curve(curve)
+            entry["target_test_curve"] = {"epoch": sorted(rows), **{
+                k: [rows[e][k] for e in sorted(rows)] for k in sorted(next(iter(
+                    rows.values()), {}))}}
+        if entry:
+            out[name[len("phase_"):]] = entry
+    return out
+
+
 def write_record(path: str, model_dir: str, args: list[str], seconds: float) -> dict:
     """Writes the record of the finished run in ``model_dir`` atomically; returns it."""
     with open(os.path.join(model_dir, "metrics.json")) as f:
@@ -70,6 +98,9 @@ def write_record(path: str, model_dir: str, args: list[str], seconds: float) -> 
     record = {"format": FORMAT, "config": config, "metrics": metrics,
               "history": history_summary(model_dir), "seconds": round(seconds, 1),
               "args": list(args), "commit": commit(), "machine": machine()}
+    scores = curves(model_dir)
+    if scores:
+        record["curves"] = scores
     fingerprints = os.path.join(model_dir, "fingerprints.json")
     if os.path.exists(fingerprints):  # runs trained before fingerprints have none
         with open(fingerprints) as f:

@@ -158,6 +158,27 @@ def _on_val(row: Row) -> Row:
     return dataclasses.replace(row, flags=row.flags + ("--target_test_split={target_val_split}",))
 
 
+# docs/study_grade.md: every run scores its epoch ends (label-free) and, for the analysis
+# only, records its target-test curve; the momentum comes from seed 0's source val.
+_SCORED = ("--score_epochs", "--target_test_curve")
+EMA_MOMENTA = (0.99, 0.995, 0.999)
+
+
+def _study_grade_momentum_rows() -> tuple[Row, ...]:
+    return tuple(Row(f"{r.key}_ema{str(m)[2:]}", f"{r.label}, EMA {m}",
+                     r.flags + _SCORED + (f"--ema_momentum={m}",))
+                 for r in (BASELINE, MTL_BOTH) for m in EMA_MOMENTA)
+
+
+def _study_grade_rows() -> tuple[Row, ...]:
+    # The chosen momentum comes with --train_flag=--ema_momentum=M (docs/study_grade.md);
+    # the noise-floor rows repeat a run with one intra-op thread instead of all cores.
+    rows = [Row(r.key, r.label, r.flags + _SCORED) for r in (BASELINE, MTL_BOTH)]
+    rows += [Row(f"{r.key}_1thread", f"{r.label}, 1 intra-op thread",
+                 r.flags + _SCORED + ("--intra_op_threads=1",)) for r in (BASELINE, MTL_BOTH)]
+    return tuple(rows)
+
+
 def _anchor_rows(configs: dict[str, str]) -> tuple[Row, ...]:
     rows = [BASELINE]
     for config, note in configs.items():
@@ -211,6 +232,12 @@ TABLES = {t.name: t for t in (
            Row("headfreeze", "HeadFreeze (a)", HEADFREEZE.flags)) + _protocol_b_rows(),
           pairs=(("mtl_both", "baseline"), ("headfreeze", "mtl_both"),
                  ("headfreeze_b", "mtl_both_b"))),
+    # docs/study_grade.md: the noise floor, weight averaging and label-free selection.
+    Table("study_grade_momentum", "Study-grade runs: the EMA momentum, chosen on seed 0's "
+          "source val", _study_grade_momentum_rows()),
+    Table("study_grade", "Study-grade runs: noise floor, weight averaging, checkpoint "
+          "selection", _study_grade_rows(),
+          pairs=(("mtl_both", "baseline"),)),
     # docs/study_pretrained.md: the step budget comes from this curve (source val only).
     Table("learning_curve", "Learning curve: Baseline and MTL (+both) at 1/2, 1, 2 and 3 "
           "times --steps",

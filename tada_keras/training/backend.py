@@ -61,6 +61,30 @@ def value_and_gradients(fn, tensors):
     raise NotImplementedError(f"value_and_gradients: backend {name!r} is not supported")
 
 
+def set_intra_op_threads(threads: int | None) -> None:
+    """Threads of one op (None: the backend's default, all cores). A different count
+    changes only the order of floating-point sums: the noise-floor perturbation of
+    docs/study_grade.md. Must run before the backend starts computing."""
+    if not threads:
+        return
+    name = backend_name()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError as err:
+            raise ValueError(f"--intra_op_threads={threads}: TensorFlow has already "
+                             f"started ({err})") from None
+    elif name == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        raise ValueError(f"--intra_op_threads={threads}: not supported on the {name} "
+                         "backend (XLA picks its own threads); leave it unset")
+
+
 def set_global_determinism(seed: int, deterministic_ops: bool = False) -> None:
     """Seeds Python, numpy and Keras; optionally makes TF ops deterministic."""
     random.seed(seed)
