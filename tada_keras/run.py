@@ -217,6 +217,9 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     """
     validate(cfg)
     backend.set_intra_op_threads(cfg.intra_op_threads)
+    warning = backend.bf16_warning(cfg.dtype_policy)
+    if warning:
+        log(warning)
     with backend.distribution_scope(cfg.distribution) as replicas:
         batch = cfg.batch_source + cfg.batch_target
         if batch % replicas:
@@ -283,10 +286,12 @@ def write_fingerprints(cfg, method, spec, model_dir, initial_weights) -> None:
     from tada_keras.training import fingerprint as F
 
     path = os.path.join(model_dir, "fingerprints.json")
+    first = next(p for p in method.phases if method.steps[p.name])
+    # Drawn on every invocation, resumed ones too, so that a fresh and a resumed run
+    # build the same pipelines in the same order.
+    x, y = next(iter(phase_dataset(cfg, spec, first)))
     if os.path.exists(path):
         return
-    first = next(p for p in method.phases if method.steps[p.name])
-    x, y = next(iter(phase_dataset(cfg, spec, first)))
     write_json(path, {
         "initial_weights": initial_weights,
         "first_batch": F.batch_digest(keras.ops.convert_to_numpy(x),

@@ -152,6 +152,26 @@ def test_dtype_policy_flag_builds_the_run_model_in_bf16_and_restores_the_policy(
     assert plain.get_layer("head").get_layer("segmentation").compute_dtype == "float32"
 
 
+@pytest.mark.parametrize("flags,expected", [
+    ({"fpu", "avx2", "fma"}, "without bf16 instructions"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX512-BF16 but no AMX"),
+    ({"avx512_bf16", "amx_bf16", "amx_tile"}, None)])
+def test_a_bf16_policy_warns_on_a_cpu_where_it_is_slower(monkeypatch, flags, expected):
+    from tada_keras.training import backend
+
+    monkeypatch.setattr(backend, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(backend, "accelerator_visible", lambda: False)
+    warning = backend.bf16_warning("mixed_bfloat16")
+    if expected is None:
+        assert warning is None
+    else:
+        assert warning.startswith("warning: --dtype_policy=mixed_bfloat16") and \
+            expected in warning and "float32" in warning and "\n" not in warning
+    assert backend.bf16_warning("float32") is None
+    monkeypatch.setattr(backend, "accelerator_visible", lambda: True)
+    assert backend.bf16_warning("mixed_bfloat16") is None
+
+
 def test_resolved_method_carries_steps_and_round_trips_through_config_json():
     from tada_keras.config import RunConfig
     from tada_keras.methods import Method, method_of_config

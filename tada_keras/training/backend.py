@@ -85,6 +85,57 @@ def set_intra_op_threads(threads: int | None) -> None:
                          "backend (XLA picks its own threads); leave it unset")
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``), or None where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def accelerator_visible() -> bool:
+    """Whether the backend sees a GPU or TPU."""
+    name = backend_name()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU") or
+                    tf.config.list_physical_devices("TPU"))
+    if name == "jax":
+        import jax
+
+        return any(d.platform != "cpu" for d in jax.devices())
+    if name == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def bf16_warning(dtype_policy: str) -> str | None:
+    """One warning line when ``mixed_bfloat16`` will run slower than float32 here: on a CPU
+    without bf16 instructions (emulated) or with AVX512-BF16 but no AMX (half the fp32
+    matmul rate), with the slowdown measured on such a CPU; None otherwise."""
+    if dtype_policy != "mixed_bfloat16" or accelerator_visible():
+        return None
+    flags = cpu_flags()
+    if flags is None or "amx_bf16" in flags:
+        return None
+    if "avx512_bf16" in flags:
+        return ("warning: --dtype_policy=mixed_bfloat16 on a CPU with AVX512-BF16 but no "
+                "AMX: bf16 matrix products run at half the float32 rate here (Keras-TF "
+                "float32 was 1.62-1.76x faster than bf16 on such a 2-core Xeon, "
+                "benchmarks/README.md); --dtype_policy=float32 is faster on this machine")
+    return ("warning: --dtype_policy=mixed_bfloat16 on a CPU without bf16 instructions (no "
+            "avx512_bf16 or amx_bf16 in /proc/cpuinfo): bf16 is emulated and very slow (on "
+            "a 2-core AVX2-only AMD EPYC the Keras-TF ResNet50 bf16 step did not finish 7 "
+            "steps in 900 s, float32 ran 1.6 img/s; issue 33); use --dtype_policy=float32")
+
+
 def set_global_determinism(seed: int, deterministic_ops: bool = False) -> None:
     """Seeds Python, numpy and Keras; optionally makes TF ops deterministic."""
     random.seed(seed)
