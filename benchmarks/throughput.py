@@ -89,6 +89,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _peak_accelerator_mb(spec) -> float | None:
+    """Peak GPU/TPU memory of this row's process (None on a CPU)."""
+    if spec["kind"] not in ("keras", "twin"):
+        return None
+    from tada_keras.training.backend import peak_accelerator_memory_mb
+
+    return peak_accelerator_memory_mb()
+
+
 def _synthetic_batch(args, layout="nhwc"):
     """One mixed batch (source first, then target) like ``mixed_train_dataset`` yields."""
     import numpy as np
@@ -247,6 +256,7 @@ def child(args) -> None:
               "pipeline": run_pipeline}[spec["kind"]]
     out = runner(args, spec)
     out.update(spec=spec, peak_rss_mb=_peak_rss_mb(), wall_s=time.perf_counter() - t,
+               peak_accelerator_mb=_peak_accelerator_mb(spec),
                load_before=load_before, load_after=os.getloadavg()[0])
     print("RESULT " + json.dumps(out), flush=True)
 

@@ -172,3 +172,27 @@ def test_readme_performance_table_is_the_one_generated_from_the_committed_rows()
         readme = f.read()
     start = readme.index(rt.BEGIN) + len(rt.BEGIN)
     assert readme[start:readme.index(rt.END)] == "\n" + rt.block()
+
+
+def test_gpu_check_quick_writes_the_dated_table_on_a_cpu(tmp_path):
+    """benchmarks/gpu_check.py --quick: every part runs (device line, a throughput row,
+    a short training run with its metrics) and lands in the Markdown table and its JSON."""
+    import re
+    import subprocess
+
+    out = tmp_path / "gpu_check.md"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_check.py"),
+                           "--quick", f"--out={out}", f"--data_dir={tmp_path / 'tfds'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("# GPU check, 20") and "- device: " in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("| efficientnet_lite0 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1:4] == ["tensorflow", "no jit", "fp32"]
+    assert all(float(c) > 0 for c in cells[4:6]), row  # img/s of both phases
+    demo = text.splitlines()[-1]
+    assert re.fullmatch(r"\| 20 \| \d+ \| \d+ \| [\d.]+ \| [\d.]+ \|", demo), demo
+    raw = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert raw["demo"]["target_test"]["mean"] > 0 and raw["rows"]["efficientnet_lite0"]

@@ -116,6 +116,26 @@ def accelerator_visible() -> bool:
     return False
 
 
+def peak_accelerator_memory_mb() -> float | None:
+    """Peak memory the backend allocated on its first GPU/TPU so far (None on a CPU)."""
+    if not accelerator_visible():
+        return None
+    name = backend_name()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+    if name == "jax":
+        import jax
+
+        stats = next(d for d in jax.devices() if d.platform != "cpu").memory_stats() or {}
+        peak = stats.get("peak_bytes_in_use")
+        return None if peak is None else peak / 2 ** 20
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2 ** 20
+
+
 def bf16_warning(dtype_policy: str) -> str | None:
     """One warning line when ``mixed_bfloat16`` will run slower than float32 here: on a CPU
     without bf16 instructions (emulated) or with AVX512-BF16 but no AMX (half the fp32
