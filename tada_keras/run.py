@@ -168,27 +168,24 @@ def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
 
 
 def build_run_model(cfg: RunConfig):
-    """The run's network, its layers built under ``--dtype_policy`` (the global Keras
-    policy is restored afterwards, so nothing else in the process changes)."""
+    """The run's network, its layers built under ``--dtype_policy`` (recorded in the
+    model's config, so ``model.keras`` reloads in it; the global Keras policy is left
+    as it was)."""
     from tada_keras.training import build_model as _build_model
 
     main_cfg, anchor_cfg = task_configs(cfg)
     from tada_keras.models import BackboneWeightsError
 
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(cfg.dtype_policy)
     try:
         return _build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
                            main_config=main_cfg, anchor_config=anchor_cfg,
                            backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
                            decoder_channels=cfg.decoder_channels,
-                           freeze_after=cfg.freeze_after)
+                           freeze_after=cfg.freeze_after, dtype=cfg.dtype_policy)
     except BackboneWeightsError as err:
         message = str(err)
         raise ValueError(f"--{message}" if message.startswith("backbone_weights") else
                          f"--backbone_weights={cfg.backbone_weights}: {message}") from None
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def phase_dataset(cfg, spec, phase, skip_batches=0):

@@ -131,6 +131,7 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     (["--da=dann", "--disc_learning_rate=0"], "--disc_learning_rate=0.0"),
     (["--da=dann", "--disc_label_noise=0.7"], "--disc_label_noise=0.7"),
     (["--da_warmup_steps=-5"], "--da_warmup_steps must be >= 0"),
+    (["--da=dann", "--main=depth", "--da_face_mask"], "--da_face_mask needs --main=normals"),
 ])
 def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):
     model_dir = tmp_path / "never"
