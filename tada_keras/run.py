@@ -5,6 +5,7 @@ settings live in ``tada_keras.config``, evaluation and inference in
 ``tada_keras.inference`` (both re-exported here).
 Layout of ``model_dir``::
 
+    run.lock                     while a command trains in it: its process id and host
     config.json                  the RunConfig (evaluate/predict rebuild the model from it)
                                  + "resolved_method": phases, loss weights, steps
     phase_<name>/backup/         last epoch checkpoint (weights + optimizer) while running
@@ -45,7 +46,7 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     predict_normals,
     predict_padded,
 )
-from tada_keras.training import backend
+from tada_keras.training import backend, run_lock
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.phases import run_method
 from tada_keras.training.run_directory import RunDirectory, _read_history  # noqa: F401
@@ -224,7 +225,13 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
 
 
 def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
-    """``train_run`` inside the distribution scope (``cfg`` already validated)."""
+    """``train_run`` inside the distribution scope (``cfg`` already validated), holding
+    ``model_dir``'s lock (one training per directory: ``training/run_lock.py``)."""
+    with run_lock.locked(cfg.model_dir, log=log):
+        return _train_locked(cfg, log, verbose)
+
+
+def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
     config_path = os.path.join(cfg.model_dir, "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:

@@ -395,3 +395,39 @@ def test_resume_after_kill_matches_uninterrupted_run(data_dir, tmp_path, kill_ph
     assert a.keys() == b.keys() and len(a) > 10
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_two_trainings_on_one_model_dir_the_second_is_refused(data_dir, tmp_path):
+    """Issue 30: two commands on one --model_dir (the same flags, or other ones) were
+    never refused: history.csv got every epoch twice, run.log interleaved both."""
+    model_dir = str(tmp_path / "run")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    args = ["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+            f"--data_dir={data_dir}", "--method=baseline", "--steps=400",
+            "--steps_per_epoch=2"]
+    first = subprocess.Popen([sys.executable, "-m"] + args, cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for_epoch(model_dir, "train", 1, first), first.communicate()[1][-2000:]
+        others = [subprocess.Popen([sys.executable, "-m"] + args + extra, cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for extra in ([], ["--learning_rate=0.5"])]
+        for other in others:
+            _, stderr = other.communicate(timeout=600)
+            assert other.returncode == 2, stderr[-2000:]
+            errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+            assert len(errors) == 1 and "Traceback" not in stderr, stderr[-2000:]
+            assert errors[0].startswith(f"error: --model_dir={model_dir} is in use by another "
+                                        f"training: process {first.pid} on host ")
+            assert os.path.join(model_dir, "run.lock") in errors[0]
+        assert first.poll() is None, "the first training did not survive the others"
+    finally:
+        first.kill()
+        first.wait()
+    with open(os.path.join(model_dir, "phase_train", "history.csv")) as f:
+        epochs = [line.split(",")[0] for line in f.read().splitlines()[1:]]
+    assert epochs == [str(i) for i in range(len(epochs))]  # one writer, no epoch twice
+    with open(os.path.join(model_dir, "run.log")) as f:
+        assert f.read().count("settings: {") == 1  # only the first run logged there
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["learning_rate"] != 0.5
