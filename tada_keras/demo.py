@@ -50,7 +50,7 @@ def main(argv):
 
     logging.set_verbosity(logging.WARNING)
     from tada_keras.methods import METHOD_NAMES
-    from tada_keras.run import train_run, validate
+    from tada_keras.run import os_error_line, train_run, validate
     from tada_keras.training.callbacks import TrainingDivergedError
 
     unknown = [m for m in FLAGS.methods if m not in METHOD_NAMES]
@@ -79,6 +79,11 @@ def main(argv):
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:
+            print(flush=True)
+            line, code = os_error_line(err, cfg)
+            print(f"error: {line}", file=sys.stderr)
+            return code
     from tada_keras.tasks import get_task
 
     task = get_task(base.main_task)
@@ -100,7 +105,7 @@ def run():
     """The console script's entry (``pyproject.toml``): flagfiles resolved, then absl."""
     from tada_keras import flagfiles
 
-    flagfiles.run(main)
+    flagfiles.run(main, interrupted=flagfiles.RESUMES)
 
 
 if __name__ == "__main__":

@@ -134,10 +134,10 @@ def main(argv):
         print(f"error: --input_size={FLAGS.input_size}: must be a positive multiple of 32",
               file=sys.stderr)
         return 2
-    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-        print(f"error: --out={FLAGS.out} is a file, not a directory", file=sys.stderr)
-        return 2
+    from tada_keras.atomic import check_writable
+
     try:
+        check_writable(FLAGS.out, "out")  # before the work, not after it
         paths = expand_images(FLAGS.images)
         cfg, model = load_run(FLAGS.model_dir)
         size = FLAGS.input_size or cfg.eval_input_size

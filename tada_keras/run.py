@@ -21,8 +21,10 @@ Layout of ``model_dir``::
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import re
 
 import keras
 
@@ -224,6 +226,79 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         return _train_run(cfg, log, verbose)
 
 
+# What an OSError of a run means: errno -> (what happened, the exit code). 2: the place a
+# setting names cannot be used (bad input; another place is needed); 1: the run stops and
+# resumes once the cause is gone.
+_OS_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", 1),
+    errno.EDQUOT: ("disk quota exceeded", 1),
+    errno.EROFS: ("a read-only file system", 2),
+    errno.EACCES: ("permission denied", 2),
+    errno.EPERM: ("operation not permitted", 2),
+    errno.ENOTDIR: ("a part of the path is a file, not a directory", 2),
+    errno.EISDIR: ("is a directory, not a file", 2),
+}
+
+
+def _os_error_details(err: OSError) -> tuple[int | None, str | None, str]:
+    """(errno, path, reason) of an OSError; h5py's carry them in the text only
+    (``errno = 28, error message = '…'`` and ``name = '…'``)."""
+    text = str(err)
+    number = err.errno
+    if number is None:
+        found = re.search(r"errno = (\d+)", text)
+        number = int(found.group(1)) if found else None
+    path = err.filename
+    if path is None:
+        found = re.search(r"\b(?:file)?name = '([^']*)'", text)
+        path = found.group(1) if found else None
+    reason = err.strerror or (os.strerror(number) if number else text.splitlines()[0]
+                              if text else type(err).__name__)
+    return number, path, reason
+
+
+def _setting_of(path: str, cfg: RunConfig) -> tuple[str, str] | None:
+    """(``--flag`` or environment variable, its value) of the setting ``path`` lies in."""
+    home = os.path.expanduser("~")
+    places = [("--model_dir", cfg.model_dir), ("--init_from", cfg.init_from),
+              ("--source_manual_dir", cfg.source_manual_dir),
+              ("--target_manual_dir", cfg.target_manual_dir),
+              ("--data_dir", cfg.data_dir or os.path.join(home, "tensorflow_datasets")),
+              ("KERAS_HOME", os.environ.get("KERAS_HOME") or os.path.join(home, ".keras"))]
+    target = os.path.abspath(path)
+    for name, value in places:
+        if value:
+            root = os.path.abspath(value)
+            if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+                return name, value
+    return None
+
+
+def os_error_line(err: OSError, cfg: RunConfig) -> tuple[str, int]:
+    """The one line (without ``error: ``) and the exit code of an OSError that stopped a
+    training: what happened, where, which setting names that place, and what to do."""
+    number, path, reason = _os_error_details(err)
+    path = path or cfg.model_dir
+    what, code = _OS_ERRORS.get(number, (None, 1))
+    setting = _setting_of(path, cfg)
+    named = f"{setting[0]}={setting[1]}" if setting else None
+    where = f"{path} ({named})" if named and os.path.abspath(path) != os.path.abspath(
+        setting[1]) else (named or path)
+    started = os.path.exists(os.path.join(cfg.model_dir, "config.json"))
+    again = ("re-run the same command: it resumes from the last checkpoint" if started
+             else "re-run the same command")
+    if code == 2:
+        fix = (f"use another {setting[0]}" if setting and setting[0].startswith("--")
+               else f"point {setting[0]} at a folder this user can write in" if setting
+               else "fix that path")
+        if number in (errno.EACCES, errno.EPERM):
+            fix = f"give this user access to it, or {fix}"
+        return f"{where}: {what}; {fix}, then {again}", 2
+    if what:  # no space: free some, the run resumes
+        return f"{where}: {what}. Free some space and {again}.", 1
+    return f"{where}: {reason}. If that is fixed, {again}.", 1
+
+
 def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
     """``train_run`` inside the distribution scope (``cfg`` already validated), holding
     ``model_dir``'s lock (one training per directory: ``training/run_lock.py``)."""
@@ -269,6 +344,9 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
             return _train_logged(cfg, model, method, config_path, run_log, verbose)
         except Exception as err:
             run_log.file(f"error: {type(err).__name__}: {err}")
+            raise
+        except KeyboardInterrupt:
+            run_log.file("interrupted (KeyboardInterrupt); the same command resumes")
             raise
 
 
