@@ -336,6 +336,20 @@ def test_predict_reads_16_bit_pads_odd_sizes_and_keeps_duplicate_names(data_dir,
                                                               "x_normals.npy"]
     np.testing.assert_allclose(np.load(glob_out / "x_normals.npy"), first, atol=1e-5)
 
+    # Issue 30: x.jpg, x.png and x_2.png gave two outputs for three inputs.
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    for name, image in (("x.jpg", grey8), ("x.png", grey8[:32, :40]),
+                        ("x_2.png", grey8[:20, :24])):
+        Image.fromarray(image).save(clash / name)
+    clash_out = tmp_path / "pred_clash"
+    proc = _run(["tada_keras.predict", f"--model_dir={model_dir}", f"--out={clash_out}",
+                 f"--images={clash / 'x.jpg'},{clash / 'x.png'},{clash / 'x_2.png'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {p.name: np.load(p).shape for p in clash_out.glob("*.npy")} == {
+        "x_normals.npy": (37, 45, 3), "x_3_normals.npy": (32, 40, 3),
+        "x_2_normals.npy": (20, 24, 3)}
+
     blank = tmp_path / "blank.png"
     blank.write_bytes(b"")
     (out / "empty").mkdir()
@@ -579,3 +593,16 @@ def test_os_errors_are_classified_by_what_happened_and_where(tmp_path, monkeypat
         f"{cache} (KERAS_HOME={home}): a part of the path is a file, not a directory; point "
         "KERAS_HOME at a folder this user can write in, then re-run the same command: it "
         "resumes from the last checkpoint", 2)
+
+
+def test_predict_output_names_are_unique_whatever_the_inputs_are_called():
+    from tada_keras.predict import output_stems
+
+    def stems(*paths):
+        return [os.path.basename(s) for s in output_stems(paths, "out")]
+
+    assert stems("a/x.jpg", "b/x.png", "c/x_2.png") == ["x", "x_3", "x_2"]
+    assert stems("a/x.png", "b/x.png", "c/x.png") == ["x", "x_2", "x_3"]
+    assert stems("X.png", "x.png") == ["X", "x_2"]  # one file on a case-insensitive disk
+    assert stems("x_2.png", "x.png", "x.jpg", "x_3.png") == ["x_2", "x", "x_4", "x_3"]
+    assert output_stems(["a/x.png"], "out") == [os.path.join("out", "x")]
