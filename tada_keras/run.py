@@ -8,6 +8,7 @@ Layout of ``model_dir``::
     run.lock                     while a command trains in it: its process id and host
     config.json                  the RunConfig (evaluate/predict rebuild the model from it)
                                  + "resolved_method": phases, loss weights, steps
+                                 + "datasets": name/config/version, examples per split
     phase_<name>/backup/         last epoch checkpoint (weights + optimizer) while running
     phase_<name>/final.weights.h5, phase_<name>/DONE   written atomically when it ends
     model.keras                  the final model
@@ -41,6 +42,8 @@ from tada_keras.config import (  # noqa: F401  (re-exported: the API before the 
 )
 from tada_keras.inference import (  # noqa: F401  (re-exported)
     data_spec,
+    dataset_changes,
+    dataset_identity,
     eval_split,
     evaluate_model,
     load_run,
@@ -318,14 +321,22 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
         # Settings added to RunConfig after that run started take their defaults; the
         # resolved method follows from the settings.
         saved.pop("resolved_method", None)
+        recorded = saved.pop("datasets", None)
         previous = {**dataclasses.asdict(RunConfig()), **saved}
         diff = settings_diff(previous, dataclasses.asdict(cfg))
         if diff:
             raise ValueError(f"--model_dir={cfg.model_dir} holds a run with other settings "
                              f"({', '.join(diff)}); use a new --model_dir")
+    else:
+        recorded = None
     method = cfg.resolved_method()  # the phases with their share of the steps
     # Everything the run reads is checked before its directory is written.
     check_data(cfg, method)
+    identity = dataset_identity(cfg)
+    changes = dataset_changes(recorded or {}, identity)
+    if changes:  # resuming on other data would mix two datasets in one run
+        raise ValueError(f"--model_dir={cfg.model_dir} was trained on other data: "
+                         f"{'; '.join(changes)}; use a new --model_dir")
     set_global_determinism(cfg.seed, cfg.deterministic)
     model = build_run_model(cfg)
     if cfg.init_from:
@@ -341,7 +352,8 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
         run_log.file(f"run {cfg.method} in {os.path.abspath(cfg.model_dir)}; settings: "
                      f"{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}")
         try:
-            return _train_logged(cfg, model, method, config_path, run_log, verbose)
+            return _train_logged(cfg, model, method, config_path, run_log, verbose,
+                                 identity)
         except Exception as err:
             run_log.file(f"error: {type(err).__name__}: {err}")
             raise
@@ -350,11 +362,13 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
             raise
 
 
-def _train_logged(cfg, model, method, config_path, log, verbose) -> dict:
-    """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log."""
+def _train_logged(cfg, model, method, config_path, log, verbose, identity=None) -> dict:
+    """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log;
+    ``identity``: the datasets' (``inference.dataset_identity``), kept in config.json."""
     if not os.path.exists(config_path):
         _atomic_write_json(config_path, {**dataclasses.asdict(cfg),
-                                         "resolved_method": method.as_dict()})
+                                         "resolved_method": method.as_dict(),
+                                         **({"datasets": identity} if identity else {})})
     if cfg.da != "none":  # discriminators become part of the weights and checkpoints
         from tada_keras.adaptation import config as da_config
 
