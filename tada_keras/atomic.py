@@ -55,3 +55,30 @@ def write_json(path: str, data, **dump_kwargs) -> None:
     options = {"indent": 2, "sort_keys": True, **dump_kwargs}
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, **options)
+
+
+def check_writable(path: str, flag: str, kind: str = "directory") -> None:
+    """Raises ValueError naming ``--flag=path`` unless the command can write there:
+    ``kind="directory"``: ``path`` is (or can be created as) a folder we can write in;
+    ``kind="file"``: ``path`` can be written as a file (its folder created if needed).
+    Checked before the work, by creating and removing an empty folder in the nearest
+    existing one (what the command will do: permissions, read-only mounts, ``/proc``,
+    a full disk all show up, whoever runs it)."""
+    if kind == "file":
+        if os.path.isdir(path):
+            raise ValueError(f"--{flag}={path} is a directory; expected a file path")
+        folder = os.path.dirname(os.path.abspath(path))
+    else:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"--{flag}={path} is a file, not a directory")
+        folder = os.path.abspath(path)
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--{flag}={path}: {existing} is a file, not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".tada-write-check-"))
+    except OSError as err:
+        raise ValueError(f"--{flag}={path}: cannot write in {existing} "
+                         f"({err.strerror or err})") from None

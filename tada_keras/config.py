@@ -298,13 +298,9 @@ def validate(cfg: RunConfig) -> None:
 
     if not cfg.model_dir:
         raise ValueError("--model_dir is required")
-    if os.path.exists(cfg.model_dir) and not os.path.isdir(cfg.model_dir):
-        raise ValueError(f"--model_dir={cfg.model_dir} is a file, not a directory")
-    ancestor = os.path.abspath(cfg.model_dir)
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.access(ancestor, os.W_OK):
-        raise ValueError(f"--model_dir={cfg.model_dir}: {ancestor} is not writable")
+    from tada_keras.atomic import check_writable
+
+    check_writable(cfg.model_dir, "model_dir")
     if cfg.method not in METHOD_NAMES:
         raise ValueError(f"--method={cfg.method!r}: expected one of {list(METHOD_NAMES)}")
     mains = tasks_for_role("main")

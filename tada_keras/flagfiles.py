@@ -116,14 +116,39 @@ def command_help(module: str) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def run(main) -> None:
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing of ``argv``; a flag it rejects (unknown, not of its type, not one
+    of its choices) exits 2 with one ``error:`` line naming it (absl's own parser prints
+    ``FATAL Flags parsing error`` and exits 1)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+INTERRUPTED = 130  # the shells' code of a command ended by SIGINT (128 + 2)
+# The line of an interrupted training (train, demo).
+RESUMES = "interrupted: re-run the same command; it resumes from the last epoch's checkpoint"
+
+
+def run(main, interrupted: str = "interrupted") -> None:
     """``absl.app.run(main)`` with the flagfiles resolved: the console scripts' entry
     (``python -m`` runs it too). ``--help`` prints the command's docstring and flags and
     exits 0 (absl's own ``--help`` knows only the ``__main__`` module's flags, which a
-    console script's wrapper has none of)."""
+    console script's wrapper has none of). A flag absl rejects exits 2 with one line
+    (``parse_flags``); Ctrl-C (KeyboardInterrupt) prints the line ``interrupted`` (the
+    command's own, e.g. how to resume) instead of a traceback and exits 130."""
     from absl import app
 
     if any(arg in HELP for arg in sys.argv[1:]):
         print(command_help(main.__module__))
         raise SystemExit(0)
-    app.run(main, argv=command_argv(sys.argv))
+    try:
+        app.run(main, argv=command_argv(sys.argv), flags_parser=parse_flags)
+    except KeyboardInterrupt:
+        print(flush=True)  # end a progress bar's line
+        print(interrupted, file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED) from None

@@ -179,6 +179,58 @@ def _scores(model, prefix, ds, evaluator, keys=None) -> dict:
             if keys is None or k in keys}
 
 
+def dataset_identity(cfg: RunConfig) -> dict:
+    """What the run's datasets are: per domain the TFDS ``full_name`` (builder, config,
+    version; a manifest's config name carries the hash of its manifest) and the number of
+    examples of every split. Training records it in ``config.json`` as ``datasets``."""
+    from tada_keras.data import prepare_builder
+
+    identity = {}
+    for domain in ("source", "target"):
+        name = getattr(cfg, f"{domain}_dataset")
+        try:
+            info = prepare_builder(name, cfg.data_dir,
+                                   getattr(cfg, f"{domain}_manual_dir")).info
+        except Exception as err:  # tfds: not found, a bad config, a manual dir
+            first = str(err).strip().splitlines()[0] if str(err).strip() else \
+                type(err).__name__
+            raise ValueError(f"--{domain}_dataset={name}: {first}") from None
+        identity[domain] = {"name": info.full_name,
+                            "examples": {split: int(info.splits[split].num_examples)
+                                         for split in sorted(info.splits)}}
+    return identity
+
+
+def dataset_changes(recorded: dict, current: dict) -> list[str]:
+    """How ``current`` (``dataset_identity``) differs from the ``recorded`` one, one
+    phrase per difference (empty: the same datasets)."""
+    changes = []
+    for domain in ("source", "target"):
+        was, now = recorded.get(domain), current.get(domain)
+        if not was or not now:
+            continue
+        if was["name"] != now["name"]:
+            changes.append(f"{domain} dataset {was['name']} is now {now['name']}")
+        for split in sorted(set(was["examples"]) | set(now["examples"])):
+            a, b = was["examples"].get(split), now["examples"].get(split)
+            if a != b:
+                changes.append(f"{domain} split {split}: "
+                               f"{'no' if a is None else a} examples at training, "
+                               f"{'none' if b is None else b} now")
+    return changes
+
+
+def recorded_identity(model_dir) -> dict | None:
+    """The ``datasets`` a run recorded in its ``config.json`` (None: a run trained before
+    it was recorded)."""
+    try:
+        with open(os.path.join(model_dir, "config.json")) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return saved.get("datasets") if isinstance(saved, dict) else None
+
+
 def load_run(model_dir):
     """Returns (RunConfig, model) of a finished run."""
     import keras

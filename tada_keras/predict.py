@@ -14,9 +14,10 @@ resolution; a depth run writes ``<name>_depth.npy`` (float32 metres) and
 ``<name>_depth.png`` (a colour map of that image's range, near = bright). Images of any
 size are zero-padded to a multiple of 32 (the padding is cropped from the prediction);
 ``--input_size`` resizes them to a square first instead. 8- and 16-bit, grey and colour
-PNG/JPEG are read at their full range; two inputs with the same file name get distinct
-output names. Each image also gets ``<name>_side_by_side.png``: the input (as oriented by
-its EXIF tag) next to the prediction's PNG.
+PNG/JPEG are read at their full range; every input gets its own output names (an input
+keeps its file name unless an earlier one has it; later ones get ``_2``, ``_3``, ...).
+Each image also gets ``<name>_side_by_side.png``: the input (as oriented by its EXIF tag)
+next to the prediction's PNG.
 """
 
 from __future__ import annotations
@@ -114,13 +115,24 @@ def load_image(path, size=None):
 
 
 def output_stems(paths, out_dir):
-    """One output stem per input; equal file names get ``_2``, ``_3``, ... suffixes."""
-    stems, seen = [], {}
-    for path in paths:
-        name = os.path.splitext(os.path.basename(path))[0]
-        seen[name] = seen.get(name, 0) + 1
-        stems.append(os.path.join(out_dir, name if seen[name] == 1 else f"{name}_{seen[name]}"))
-    return stems
+    """One output stem per input, all distinct (compared case-insensitively, for the
+    file systems that do): an input keeps its file name unless an earlier input has it;
+    later ones get the first free ``_2``, ``_3``, ... (``x.jpg``, ``x.png``, ``x_2.png``
+    give ``x``, ``x_3``, ``x_2``)."""
+    names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    stems, taken = [None] * len(names), set()
+    for i, name in enumerate(names):
+        if name.casefold() not in taken:
+            stems[i] = name
+            taken.add(name.casefold())
+    for i, name in enumerate(names):
+        if stems[i] is None:
+            n = 2
+            while f"{name}_{n}".casefold() in taken:
+                n += 1
+            stems[i] = f"{name}_{n}"
+            taken.add(stems[i].casefold())
+    return [os.path.join(out_dir, stem) for stem in stems]
 
 
 def main(argv):
@@ -134,10 +146,10 @@ def main(argv):
         print(f"error: --input_size={FLAGS.input_size}: must be a positive multiple of 32",
               file=sys.stderr)
         return 2
-    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-        print(f"error: --out={FLAGS.out} is a file, not a directory", file=sys.stderr)
-        return 2
+    from tada_keras.atomic import check_writable
+
     try:
+        check_writable(FLAGS.out, "out")  # before the work, not after it
         paths = expand_images(FLAGS.images)
         cfg, model = load_run(FLAGS.model_dir)
         size = FLAGS.input_size or cfg.eval_input_size

@@ -5,8 +5,10 @@ settings live in ``tada_keras.config``, evaluation and inference in
 ``tada_keras.inference`` (both re-exported here).
 Layout of ``model_dir``::
 
+    run.lock                     while a command trains in it: its process id and host
     config.json                  the RunConfig (evaluate/predict rebuild the model from it)
                                  + "resolved_method": phases, loss weights, steps
+                                 + "datasets": name/config/version, examples per split
     phase_<name>/backup/         last epoch checkpoint (weights + optimizer) while running
     phase_<name>/final.weights.h5, phase_<name>/DONE   written atomically when it ends
     model.keras                  the final model
@@ -20,8 +22,10 @@ Layout of ``model_dir``::
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import re
 
 import keras
 
@@ -38,6 +42,8 @@ from tada_keras.config import (  # noqa: F401  (re-exported: the API before the 
 )
 from tada_keras.inference import (  # noqa: F401  (re-exported)
     data_spec,
+    dataset_changes,
+    dataset_identity,
     eval_split,
     evaluate_model,
     load_run,
@@ -45,7 +51,7 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     predict_normals,
     predict_padded,
 )
-from tada_keras.training import backend
+from tada_keras.training import backend, run_lock
 from tada_keras.training.backend import set_global_determinism
 from tada_keras.training.phases import run_method
 from tada_keras.training.run_directory import RunDirectory, _read_history  # noqa: F401
@@ -170,27 +176,24 @@ def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
 
 
 def build_run_model(cfg: RunConfig):
-    """The run's network, its layers built under ``--dtype_policy`` (the global Keras
-    policy is restored afterwards, so nothing else in the process changes)."""
+    """The run's network, its layers built under ``--dtype_policy`` (recorded in the
+    model's config, so ``model.keras`` reloads in it; the global Keras policy is left
+    as it was)."""
     from tada_keras.training import build_model as _build_model
 
     main_cfg, anchor_cfg = task_configs(cfg)
     from tada_keras.models import BackboneWeightsError
 
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(cfg.dtype_policy)
     try:
         return _build_model(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
                            main_config=main_cfg, anchor_config=anchor_cfg,
                            backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
                            decoder_channels=cfg.decoder_channels,
-                           freeze_after=cfg.freeze_after)
+                           freeze_after=cfg.freeze_after, dtype=cfg.dtype_policy)
     except BackboneWeightsError as err:
         message = str(err)
         raise ValueError(f"--{message}" if message.startswith("backbone_weights") else
                          f"--backbone_weights={cfg.backbone_weights}: {message}") from None
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def phase_dataset(cfg, spec, phase, skip_batches=0):
@@ -232,8 +235,87 @@ def train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         return _train_run(cfg, log, verbose)
 
 
+# What an OSError of a run means: errno -> (what happened, the exit code). 2: the place a
+# setting names cannot be used (bad input; another place is needed); 1: the run stops and
+# resumes once the cause is gone.
+_OS_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", 1),
+    errno.EDQUOT: ("disk quota exceeded", 1),
+    errno.EROFS: ("a read-only file system", 2),
+    errno.EACCES: ("permission denied", 2),
+    errno.EPERM: ("operation not permitted", 2),
+    errno.ENOTDIR: ("a part of the path is a file, not a directory", 2),
+    errno.EISDIR: ("is a directory, not a file", 2),
+}
+
+
+def _os_error_details(err: OSError) -> tuple[int | None, str | None, str]:
+    """(errno, path, reason) of an OSError; h5py's carry them in the text only
+    (``errno = 28, error message = '…'`` and ``name = '…'``)."""
+    text = str(err)
+    number = err.errno
+    if number is None:
+        found = re.search(r"errno = (\d+)", text)
+        number = int(found.group(1)) if found else None
+    path = err.filename
+    if path is None:
+        found = re.search(r"\b(?:file)?name = '([^']*)'", text)
+        path = found.group(1) if found else None
+    reason = err.strerror or (os.strerror(number) if number else text.splitlines()[0]
+                              if text else type(err).__name__)
+    return number, path, reason
+
+
+def _setting_of(path: str, cfg: RunConfig) -> tuple[str, str] | None:
+    """(``--flag`` or environment variable, its value) of the setting ``path`` lies in."""
+    home = os.path.expanduser("~")
+    places = [("--model_dir", cfg.model_dir), ("--init_from", cfg.init_from),
+              ("--source_manual_dir", cfg.source_manual_dir),
+              ("--target_manual_dir", cfg.target_manual_dir),
+              ("--data_dir", cfg.data_dir or os.path.join(home, "tensorflow_datasets")),
+              ("KERAS_HOME", os.environ.get("KERAS_HOME") or os.path.join(home, ".keras"))]
+    target = os.path.abspath(path)
+    for name, value in places:
+        if value:
+            root = os.path.abspath(value)
+            if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+                return name, value
+    return None
+
+
+def os_error_line(err: OSError, cfg: RunConfig) -> tuple[str, int]:
+    """The one line (without ``error: ``) and the exit code of an OSError that stopped a
+    training: what happened, where, which setting names that place, and what to do."""
+    number, path, reason = _os_error_details(err)
+    path = path or cfg.model_dir
+    what, code = _OS_ERRORS.get(number, (None, 1))
+    setting = _setting_of(path, cfg)
+    named = f"{setting[0]}={setting[1]}" if setting else None
+    where = f"{path} ({named})" if named and os.path.abspath(path) != os.path.abspath(
+        setting[1]) else (named or path)
+    started = os.path.exists(os.path.join(cfg.model_dir, "config.json"))
+    again = ("re-run the same command: it resumes from the last checkpoint" if started
+             else "re-run the same command")
+    if code == 2:
+        fix = (f"use another {setting[0]}" if setting and setting[0].startswith("--")
+               else f"point {setting[0]} at a folder this user can write in" if setting
+               else "fix that path")
+        if number in (errno.EACCES, errno.EPERM):
+            fix = f"give this user access to it, or {fix}"
+        return f"{where}: {what}; {fix}, then {again}", 2
+    if what:  # no space: free some, the run resumes
+        return f"{where}: {what}. Free some space and {again}.", 1
+    return f"{where}: {reason}. If that is fixed, {again}.", 1
+
+
 def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
-    """``train_run`` inside the distribution scope (``cfg`` already validated)."""
+    """``train_run`` inside the distribution scope (``cfg`` already validated), holding
+    ``model_dir``'s lock (one training per directory: ``training/run_lock.py``)."""
+    with run_lock.locked(cfg.model_dir, log=log):
+        return _train_locked(cfg, log, verbose)
+
+
+def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
     config_path = os.path.join(cfg.model_dir, "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
@@ -245,14 +327,22 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
         # Settings added to RunConfig after that run started take their defaults; the
         # resolved method follows from the settings.
         saved.pop("resolved_method", None)
+        recorded = saved.pop("datasets", None)
         previous = {**dataclasses.asdict(RunConfig()), **saved}
         diff = settings_diff(previous, dataclasses.asdict(cfg))
         if diff:
             raise ValueError(f"--model_dir={cfg.model_dir} holds a run with other settings "
                              f"({', '.join(diff)}); use a new --model_dir")
+    else:
+        recorded = None
     method = cfg.resolved_method()  # the phases with their share of the steps
     # Everything the run reads is checked before its directory is written.
     check_data(cfg, method)
+    identity = dataset_identity(cfg)
+    changes = dataset_changes(recorded or {}, identity)
+    if changes:  # resuming on other data would mix two datasets in one run
+        raise ValueError(f"--model_dir={cfg.model_dir} was trained on other data: "
+                         f"{'; '.join(changes)}; use a new --model_dir")
     set_global_determinism(cfg.seed, cfg.deterministic)
     model = build_run_model(cfg)
     if cfg.init_from:
@@ -272,9 +362,12 @@ def _train_run(cfg: RunConfig, log=print, verbose="auto") -> dict:
                      f"{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}")
         try:
             return _train_logged(cfg, model, method, config_path, run_log, verbose,
-                                 initial_weights)
+                                 initial_weights, identity)
         except Exception as err:
             run_log.file(f"error: {type(err).__name__}: {err}")
+            raise
+        except KeyboardInterrupt:
+            run_log.file("interrupted (KeyboardInterrupt); the same command resumes")
             raise
 
 
@@ -317,11 +410,14 @@ def _note_resumes(model_dir, resumed: list) -> None:
     write_json(path, state)
 
 
-def _train_logged(cfg, model, method, config_path, log, verbose, initial_weights) -> dict:
-    """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log."""
+def _train_logged(cfg, model, method, config_path, log, verbose, initial_weights,
+                  identity=None) -> dict:
+    """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log;
+    ``identity``: the datasets' (``inference.dataset_identity``), kept in config.json."""
     if not os.path.exists(config_path):
         _atomic_write_json(config_path, {**dataclasses.asdict(cfg),
-                                         "resolved_method": method.as_dict()})
+                                         "resolved_method": method.as_dict(),
+                                         **({"datasets": identity} if identity else {})})
     spec = data_spec(cfg, model)
     write_fingerprints(cfg, method, spec, cfg.model_dir, initial_weights)
     if cfg.da != "none":  # discriminators become part of the weights and checkpoints

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import sys
 
-from absl import app
-
 from tada_keras.flags import config_from_flags, define_run_flags
 
 define_run_flags()
@@ -33,11 +31,13 @@ def summary_table(results: dict) -> str:
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}: every setting is a --flag=value",
+              file=sys.stderr)
+        return 2
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    from tada_keras.run import train_run, validate
+    from tada_keras.run import os_error_line, train_run, validate
 
     cfg = config_from_flags()
     try:
@@ -56,13 +56,11 @@ def main(argv):
     except ValueError as err:  # settings that only the data or model_dir can refute
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # disk full, permissions: the last checkpoint stays valid
+    except OSError as err:  # the last checkpoint stays valid
         print(flush=True)
-        where = err.filename or cfg.model_dir
-        print(f"error: {where}: {err.strerror or err}. Free the space (or fix the "
-              "permissions) and re-run the same command: it resumes from the last "
-              "checkpoint.", file=sys.stderr)
-        return 1
+        line, code = os_error_line(err, cfg)
+        print(f"error: {line}", file=sys.stderr)
+        return code
     print(f"\n{cfg.method} -> {cfg.model_dir}/metrics.json")
     print(summary_table(results))
     return 0
@@ -72,7 +70,7 @@ def run():
     """The console script's entry (``pyproject.toml``): flagfiles resolved, then absl."""
     from tada_keras import flagfiles
 
-    flagfiles.run(main)
+    flagfiles.run(main, interrupted=flagfiles.RESUMES)
 
 
 if __name__ == "__main__":

@@ -131,13 +131,67 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     (["--da=dann", "--disc_learning_rate=0"], "--disc_learning_rate=0.0"),
     (["--da=dann", "--disc_label_noise=0.7"], "--disc_label_noise=0.7"),
     (["--da_warmup_steps=-5"], "--da_warmup_steps must be >= 0"),
+    (["--da=dann", "--main=depth", "--da_face_mask"], "--da_face_mask needs --main=normals"),
 ])
 def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):
     model_dir = tmp_path / "never"
     proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}"] + args)
-    assert proc.returncode != 0
-    assert needle in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr
     assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("command,args,line", [
+    # absl's own parser printed "FATAL Flags parsing error" and exited 1 (issue 30).
+    ("tada_keras.train", ["--dtype_policy=mixed_float16"],
+     "error: flag --dtype_policy=mixed_float16: value should be one of "
+     "<float32|mixed_bfloat16>"),
+    ("tada_keras.train", ["--freeze_after=bogus"],
+     "error: flag --freeze_after=bogus: value should be one of <up-1|up-2|up-3>"),
+    ("tada_keras.train", ["--steps=many"], "error: flag --steps=many: invalid literal"),
+    ("tada_keras.train", ["--no_such_flag=1"],
+     "error: Unknown command line flag 'no_such_flag'"),
+    ("tada_keras.train", ["stray"], "error: unexpected arguments ['stray']"),
+    ("tada_keras.evaluate", ["--no_such_flag"],
+     "error: Unknown command line flag 'no_such_flag'"),
+    ("tada_keras.predict", ["--input_size=big"], "error: flag --input_size=big: "),
+])
+def test_flags_absl_rejects_are_one_error_line_and_exit_2(tmp_path, command, args, line):
+    model_dir = tmp_path / "never"
+    proc = _run([command, f"--model_dir={model_dir}"] + args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(line), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr
+    assert not model_dir.exists()
+
+
+def test_out_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    """Issue 30: ``--out`` under a file or in an unwritable place failed with a traceback
+    after the whole evaluation; it is now checked before loading the run (the model dir
+    here does not even exist: the --out line comes first)."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file")
+    (tmp_path / "folder").mkdir()
+    cases = [
+        ("tada_keras.evaluate", f"{a_file}/results.json", f"{a_file} is a file, not a "
+         "directory"),
+        ("tada_keras.evaluate", "/proc/tada/results.json", "cannot write in /proc"),
+        ("tada_keras.evaluate", str(tmp_path / "folder"), "is a directory; expected a file"),
+        ("tada_keras.predict", f"{a_file}/pred", f"{a_file} is a file, not a directory"),
+        ("tada_keras.predict", str(a_file), "is a file, not a directory"),
+        ("tada_keras.predict", "/proc/tada", "cannot write in /proc"),
+    ]
+    for command, out, needle in cases:
+        proc = _run([command, f"--model_dir={tmp_path / 'missing'}", f"--out={out}",
+                     f"--images={a_file}"][:3 if command.endswith("evaluate") else 4])
+        assert proc.returncode == 2, (command, out, proc.stderr[-2000:])
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: --out={out}"), errors
+        assert needle in errors[0] and "Traceback" not in proc.stderr, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]
 
 
 def test_diverged_run_stops_with_one_line_and_nothing_marked_done(data_dir, tmp_path):
@@ -282,6 +336,20 @@ def test_predict_reads_16_bit_pads_odd_sizes_and_keeps_duplicate_names(data_dir,
                                                               "x_normals.npy"]
     np.testing.assert_allclose(np.load(glob_out / "x_normals.npy"), first, atol=1e-5)
 
+    # Issue 30: x.jpg, x.png and x_2.png gave two outputs for three inputs.
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    for name, image in (("x.jpg", grey8), ("x.png", grey8[:32, :40]),
+                        ("x_2.png", grey8[:20, :24])):
+        Image.fromarray(image).save(clash / name)
+    clash_out = tmp_path / "pred_clash"
+    proc = _run(["tada_keras.predict", f"--model_dir={model_dir}", f"--out={clash_out}",
+                 f"--images={clash / 'x.jpg'},{clash / 'x.png'},{clash / 'x_2.png'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {p.name: np.load(p).shape for p in clash_out.glob("*.npy")} == {
+        "x_normals.npy": (37, 45, 3), "x_3_normals.npy": (32, 40, 3),
+        "x_2_normals.npy": (20, 24, 3)}
+
     blank = tmp_path / "blank.png"
     blank.write_bytes(b"")
     (out / "empty").mkdir()
@@ -324,6 +392,19 @@ def test_damaged_checkpoint_and_config_are_named_with_how_to_recover(data_dir, t
     assert f"delete {phase / 'backup'}" in proc.stderr
     shutil.rmtree(phase / "backup")  # the documented recovery works
     assert _run(args).returncode == 0
+
+    # DONE without the final weights (deleted, lost with a disk): every rerun failed with
+    # "re-run the same command: it resumes" (issue 30). The phase trains again instead.
+    (phase / "final.weights.h5").unlink()
+    proc = _run(args)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (f"[train] {phase / 'DONE'} is there but {phase / 'final.weights.h5'} is "
+            "missing: training phase train again from its start") in proc.stdout
+    assert (phase / "final.weights.h5").is_file()
+    with open(phase / "DONE") as f:
+        assert json.load(f)["optimizer_steps"] == 4
+    with open(phase / "history.csv") as f:
+        assert [ln.split(",")[0] for ln in f.read().splitlines()[1:]] == ["0", "1"]
 
     (model_dir / "config.json").write_text("{ truncated")
     proc = _run(["tada_keras.evaluate", f"--model_dir={model_dir}"])
@@ -394,3 +475,134 @@ def test_resume_after_kill_matches_uninterrupted_run(data_dir, tmp_path, kill_ph
     assert a.keys() == b.keys() and len(a) > 10
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_two_trainings_on_one_model_dir_the_second_is_refused_then_ctrl_c(data_dir,
+                                                                         tmp_path):
+    """Issue 30: two commands on one --model_dir (the same flags, or other ones) were
+    never refused: history.csv got every epoch twice, run.log interleaved both. Then
+    Ctrl-C of the first: it printed a 98-line KeyboardInterrupt traceback."""
+    model_dir = str(tmp_path / "run")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    args = ["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+            f"--data_dir={data_dir}", "--method=baseline", "--steps=400",
+            "--steps_per_epoch=2"]
+    first = subprocess.Popen([sys.executable, "-m"] + args, cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for_epoch(model_dir, "train", 1, first), first.communicate()[1][-2000:]
+        others = [subprocess.Popen([sys.executable, "-m"] + args + extra, cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for extra in ([], ["--learning_rate=0.5"])]
+        for other in others:
+            _, stderr = other.communicate(timeout=600)
+            assert other.returncode == 2, stderr[-2000:]
+            errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+            assert len(errors) == 1 and "Traceback" not in stderr, stderr[-2000:]
+            assert errors[0].startswith(f"error: --model_dir={model_dir} is in use by another "
+                                        f"training: process {first.pid} on host ")
+            assert os.path.join(model_dir, "run.lock") in errors[0]
+        assert first.poll() is None, "the first training did not survive the others"
+        # Ctrl-C: one line (how to resume), exit 130, the lock released; no traceback.
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=300)
+        assert first.returncode == 130, stderr[-2000:]
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
+        assert stderr.strip().splitlines()[-1] == ("interrupted: re-run the same command; it "
+                                                  "resumes from the last epoch's checkpoint")
+        assert not os.path.exists(os.path.join(model_dir, "run.lock"))
+    finally:
+        first.kill()
+        first.wait()
+    with open(os.path.join(model_dir, "phase_train", "history.csv")) as f:
+        epochs = [line.split(",")[0] for line in f.read().splitlines()[1:]]
+    assert epochs == [str(i) for i in range(len(epochs))]  # one writer, no epoch twice
+    with open(os.path.join(model_dir, "run.log")) as f:
+        run_log = f.read()
+    assert run_log.count("settings: {") == 1  # only the first run logged there
+    assert "interrupted (KeyboardInterrupt)" in run_log
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["learning_rate"] != 0.5
+
+
+def test_model_dir_under_a_file_or_in_proc_is_one_line_before_anything(tmp_path):
+    """Issue 30: these got the disk-full advice ("Free the space ... it resumes")."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file")
+    for model_dir, needle in ((f"{a_file}/run", f"{a_file} is a file, not a directory"),
+                              ("/proc/tada_run", "cannot write in /proc")):
+        proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}"])
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: --model_dir={model_dir}: ")
+        assert needle in errors[0] and "Free" not in errors[0], errors
+    assert a_file.read_text() == "a file"
+
+
+def test_an_os_error_while_training_names_the_setting_and_what_to_do(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    (model_dir / "run.log").mkdir(parents=True)  # the log file cannot be opened
+    proc = _run(["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
+                 f"--data_dir={data_dir}", "--method=baseline"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: {model_dir / 'run.log'} (--model_dir={model_dir}): is a "
+                      "directory, not a file; use another --model_dir, then re-run the same "
+                      "command"], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in model_dir.iterdir()) == ["run.log"]  # no lock left
+
+
+def test_os_errors_are_classified_by_what_happened_and_where(tmp_path, monkeypatch):
+    import errno
+
+    from tada_keras.run import RunConfig, os_error_line
+
+    model_dir, data = tmp_path / "run", tmp_path / "tfds"
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    cfg = RunConfig(model_dir=str(model_dir), data_dir=str(data))
+    checkpoint = model_dir / "phase_train" / "backup" / "ckpt-3" / "model.weights.h5"
+
+    def line(err):
+        return os_error_line(err, cfg)
+
+    # Before the run wrote its config.json: nothing to resume yet.
+    assert line(OSError(errno.EIO, "Input/output error", str(model_dir))) == (
+        f"--model_dir={model_dir}: Input/output error. If that is fixed, re-run the same "
+        "command.", 1)
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    full = (f"{checkpoint} (--model_dir={model_dir}): no space left on the device. Free "
+            "some space and re-run the same command: it resumes from the last checkpoint.", 1)
+    assert line(OSError(errno.ENOSPC, "No space left on device", str(checkpoint))) == full
+    # h5py's OSErrors carry errno and file name in their text only.
+    assert line(OSError(f"Unable to synchronously create file (unable to open file: name = "
+                        f"'{checkpoint}', errno = 28, error message = 'No space left on "
+                        "device', flags = 13, o_flags = 242)")) == full
+    assert line(OSError(errno.EROFS, "Read-only file system", str(model_dir))) == (
+        f"--model_dir={model_dir}: a read-only file system; use another --model_dir, then "
+        "re-run the same command: it resumes from the last checkpoint", 2)
+    shard = data / "sim2real_rooms" / "x.tfrecord"
+    assert line(PermissionError(errno.EACCES, "Permission denied", str(shard))) == (
+        f"{shard} (--data_dir={data}): permission denied; give this user access to it, or "
+        "use another --data_dir, then re-run the same command: it resumes from the last "
+        "checkpoint", 2)
+    cache = home / "tada_keras" / "x.npz"
+    assert line(NotADirectoryError(errno.ENOTDIR, "Not a directory", str(cache))) == (
+        f"{cache} (KERAS_HOME={home}): a part of the path is a file, not a directory; point "
+        "KERAS_HOME at a folder this user can write in, then re-run the same command: it "
+        "resumes from the last checkpoint", 2)
+
+
+def test_predict_output_names_are_unique_whatever_the_inputs_are_called():
+    from tada_keras.predict import output_stems
+
+    def stems(*paths):
+        return [os.path.basename(s) for s in output_stems(paths, "out")]
+
+    assert stems("a/x.jpg", "b/x.png", "c/x_2.png") == ["x", "x_3", "x_2"]
+    assert stems("a/x.png", "b/x.png", "c/x.png") == ["x", "x_2", "x_3"]
+    assert stems("X.png", "x.png") == ["X", "x_2"]  # one file on a case-insensitive disk
+    assert stems("x_2.png", "x.png", "x.jpg", "x_3.png") == ["x_2", "x", "x_4", "x_3"]
+    assert output_stems(["a/x.png"], "out") == [os.path.join("out", "x")]

@@ -235,6 +235,36 @@ def test_depth_with_output_space_adaptation(data_dir, tmp_path):
         assert set(metrics["target_test"]) == DEPTH_KEYS and "discriminator" in metrics
 
 
+def test_demo_compares_depth_runs_in_the_depth_columns(data_dir, tmp_path):
+    """Issue 30: ``tada-demo --main=depth`` trained every method, then failed on the
+    normals table's KeyError 'mean'."""
+    out = tmp_path / "demo"
+    proc = _run(["tada_keras.demo", f"--flagfile={TINY}", f"--data_dir={data_dir}",
+                 "--main=depth", "--methods=baseline", f"--out={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "baseline" / "metrics.json") as f:
+        target = json.load(f)["target_test"]
+    lines = (out / "summary.md").read_text().splitlines()
+    assert "pooled depth metrics" in lines[0]
+    assert lines[2] == ("| method | AbsRel | SqRel | RMSE | RMSE log | δ < 1.25 | δ < 1.25² "
+                        "| δ < 1.25³ |")
+    assert lines[4] == "| baseline | " + " | ".join(
+        f"{target[k]:.3f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "d1", "d2",
+                                     "d3")) + " |"
+
+
+def test_demo_table_of_normals_is_the_readme_table():
+    from tada_keras.demo import comparison_table
+
+    stats = {"mean": 42.781, "median": 39.244, "rmse": 50.049, "a11_25": 0.0991,
+             "a22_5": 0.2789, "a30": 0.3831, "nonfinite_fraction": 0.0}
+    assert comparison_table({"baseline": {"target_test": stats}},
+                            get_task("normals")).splitlines() == [
+        "| method | mean ° | median ° | RMSE ° | < 11.25° | < 22.5° | < 30° |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        "| baseline | 42.78 | 39.24 | 50.05 | 0.099 | 0.279 | 0.383 |"]
+
+
 def test_harness_tables_use_the_depth_columns():
     from tada_keras.experiments import aggregate as A
 

@@ -218,3 +218,18 @@ def test_freeze_points_and_dann_feature_levels_work_with_the_lite_backbone(freez
     assert shapes["up-3"] == (1, 16, 16, 16)
     head_names = {layer.name for layer in model.get_layer("head").layers}
     assert ("up2_conv" in head_names) == (freeze_after == "up-1")
+
+
+@needs_weights
+def test_a_keras_home_that_cannot_hold_the_cache_is_named(monkeypatch, tmp_path):
+    """Issue 30: KERAS_HOME being a file got the disk-full advice of an OSError."""
+    home = tmp_path / "keras_home"
+    home.write_text("a file")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    with pytest.raises(BackboneWeightsError) as err:
+        tada_keras.build_model(backbone="efficientnet_lite0", backbone_weights="imagenet")
+    message = str(err.value)
+    assert message.startswith("backbone_weights='imagenet': cannot cache the converted "
+                              f"weights as {home}/tada_keras/efficientnet_lite0_imagenet.npz")
+    assert f"KERAS_HOME={home} must be a folder this user can write in" in message
+    assert home.read_text() == "a file"

@@ -172,6 +172,34 @@ def test_a_bf16_policy_warns_on_a_cpu_where_it_is_slower(monkeypatch, flags, exp
     assert backend.bf16_warning("mixed_bfloat16") is None
 
 
+def test_a_bf16_run_reloads_in_bf16_with_the_same_predictions(monkeypatch, tmp_path):
+    # Issue 30: TadaModel.get_config left out the dtype policy, so evaluate/predict
+    # rebuilt a mixed_bfloat16 model in float32.
+    from tada_keras import run
+    from tada_keras.inference import load_run
+
+    monkeypatch.setattr(run, "task_configs", lambda cfg: ({}, {"num_classes": 5}))
+    cfg = run.RunConfig(model_dir=str(tmp_path), backbone="tiny", decoder_channels=16,
+                        dtype_policy="mixed_bfloat16")
+    keras.utils.set_random_seed(0)
+    model = run.build_run_model(cfg)
+    x, y = make_batch(seed=3)
+    configure_phase(model, tada_keras.get_method("baseline").phases[0],
+                    keras.optimizers.Adam(1e-3))
+    model.fit(_dataset(x, y), epochs=1, steps_per_epoch=2, verbose=0)
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    _, loaded = load_run(str(tmp_path))
+    assert keras.config.dtype_policy().name == "float32"  # loading changed nothing global
+    assert loaded.dtype_policy.name == "mixed_bfloat16"
+    convs = [layer for layer in loaded._flatten_layers()
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    assert convs and {layer.compute_dtype for layer in convs} == {"bfloat16"}
+    before, after = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+
 def test_resolved_method_carries_steps_and_round_trips_through_config_json():
     from tada_keras.config import RunConfig
     from tada_keras.methods import Method, method_of_config

@@ -1,6 +1,7 @@
 """Tests for the shared image reader and the per-split checks used by the face builders."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -88,3 +89,18 @@ def test_require_files_names_the_first_missing_path_and_the_instructions(tmp_pat
     text = str(err.value)
     assert str(tmp_path / "a" / "missing.mat") in text and "b.mat" not in text
     assert text.endswith("Download the toolbox into manual_dir.")
+
+
+def test_only_the_unfinished_builds_of_the_finished_version_are_removed(tmp_path):
+    from .incomplete_builds import remove_incomplete_builds
+
+    config = tmp_path / "builder" / "config"
+    for name in ("1.0.0", "incomplete.AB12CD_1.0.0", "incomplete.EF34GH_1.0.0",
+                 "incomplete.IJ56KL_1.1.0"):
+        (config / name).mkdir(parents=True)
+        (config / name / "shard").write_bytes(b"x")
+    removed = remove_incomplete_builds(config / "1.0.0")
+    assert [os.path.basename(p) for p in removed] == ["incomplete.AB12CD_1.0.0",
+                                                      "incomplete.EF34GH_1.0.0"]
+    assert sorted(p.name for p in config.iterdir()) == ["1.0.0", "incomplete.IJ56KL_1.1.0"]
+    assert (config / "1.0.0" / "shard").exists()

@@ -20,10 +20,12 @@ from . import mesh_io, mesh_render
 try:
     from ..common import image_io, split_checks
     from ..common.face_features import face_features
+    from ..common.incomplete_builds import RemovesIncompleteBuilds
     from ..face_landmarks import face_region, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
     from tada_datasets.common import image_io, split_checks
     from tada_datasets.common.face_features import face_features
+    from tada_datasets.common.incomplete_builds import RemovesIncompleteBuilds
     from tada_datasets.face_landmarks import face_region, landmarks_file, splits
 
 CAMERA_FILENAME = "camera.json"
@@ -250,7 +252,8 @@ def read_landmarks_if_present(manual: epath.Path) -> tuple[dict, epath.Path]:
 _ALREADY_REGISTERED = "facewarehouse" in tfds.core.registered.list_imported_builders()
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGISTERED):
+class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
+              skip_registration=_ALREADY_REGISTERED):
     """FaceWarehouse photos with normals rendered from the fitted meshes, plus anchor labels."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -16,6 +16,7 @@ from etils import epath
 
 from tada_keras import conventions as C
 
+from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
 from . import conversions
@@ -88,7 +89,8 @@ def _skip_registration() -> bool:
     return "nyu_depth_v2_normals" in tfds.core.registered.list_imported_builders()
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registration()):
+class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
+              skip_registration=_skip_registration()):
     """NYU Depth v2 labeled images with normals, NYU-40 labels, depth and scene type."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -17,10 +17,12 @@ from tada_keras import conventions as C
 try:
     from ..common import image_io, split_checks
     from ..common.face_features import face_features
+    from ..common.incomplete_builds import RemovesIncompleteBuilds
     from ..face_landmarks import face_region, head_pose, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
     from tada_datasets.common import image_io, split_checks
     from tada_datasets.common.face_features import face_features
+    from tada_datasets.common.incomplete_builds import RemovesIncompleteBuilds
     from tada_datasets.face_landmarks import face_region, head_pose, landmarks_file, splits
 
 ROOT_DIRNAME = "DATA_pose_15"
@@ -119,7 +121,8 @@ def _read_light(path: epath.Path) -> np.ndarray:
 _ALREADY_REGISTERED = "sfsnet_synthetic" in tfds.core.registered.list_imported_builders()
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGISTERED):
+class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
+              skip_registration=_ALREADY_REGISTERED):
     """SfSNet synthetic faces with camera-frame normals and 68 3D landmark anchor labels."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -79,3 +79,49 @@ def test_bad_manifest_and_missing_labels_are_one_error_line(workdir):
     assert ("error: --target_train_split=target_train: the target_train examples of "
             "sim2real_manifest have no normals labels") in proc.stderr, proc.stderr[-2000:]
     assert not (workdir / "never").exists()
+
+
+def test_evaluate_refuses_data_changed_since_training(workdir):
+    """Issue 30: with a manifest row deleted after training, evaluate scored the changed
+    test set (73.54° instead of the 72.32° of training) without a word."""
+    import shutil
+
+    shutil.copytree(workdir / "my_pair", workdir / "changing")
+    args = ["--source_manual_dir=changing", "--target_manual_dir=changing", "--data_dir=tfds"]
+    proc = _run(["tada_keras.train", f"--flagfile={FLAGS}", *SMALL, *args,
+                 "--model_dir=run_changing", "--method=baseline"], workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(workdir / "run_changing" / "config.json") as f:
+        recorded = json.load(f)["datasets"]
+    name = recorded["target"]["name"]
+    assert name.startswith("sim2real_manifest/") and name.endswith("/1.0.0")
+    assert recorded["target"]["examples"]["target_test"] == 3
+
+    manifest = workdir / "changing" / "manifest.csv"
+    rows = manifest.read_text().splitlines(keepends=True)
+    dropped = next(i for i, row in enumerate(rows) if row.startswith("target,test,"))
+    manifest.write_text("".join(rows[:dropped] + rows[dropped + 1:]))
+    proc = _run(["tada_keras.evaluate", "--model_dir=run_changing"], workdir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert errors[0].startswith("error: the data changed since --model_dir=run_changing was "
+                                f"trained (source dataset {name} is now sim2real_manifest/")
+    assert "target split target_test: 3 examples at training, 2 now" in errors[0]
+    assert errors[0].endswith("pass --allow_changed_data to score it anyway")
+    assert proc.stdout == ""
+
+    proc = _run(["tada_keras.evaluate", "--model_dir=run_changing", "--allow_changed_data"],
+                workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: the data changed since training" in proc.stderr
+    evaluated = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert "target split target_test: 3 examples at training, 2 now" in \
+        evaluated["data_changed"]
+
+    # Resuming (or re-running) the training on the changed data is refused too.
+    proc = _run(["tada_keras.train", f"--flagfile={FLAGS}", *SMALL, *args,
+                 "--model_dir=run_changing", "--method=baseline"], workdir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert ("error: --model_dir=run_changing was trained on other data: source dataset "
+            f"{name} is now") in proc.stderr

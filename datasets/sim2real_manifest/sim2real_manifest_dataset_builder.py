@@ -23,6 +23,7 @@ from etils import epath
 from tada_keras import conventions as C
 
 from ..common.image_io import read_image
+from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.normals_feature import UnitNormals
 from ..common.split_checks import InvalidNormalsTally
 from . import encodings as E
@@ -114,7 +115,8 @@ def load_manifest(manifest: str, description: str) -> M.Manifest:
                 f" (the description {M.DESCRIPTION_NAME} must sit beside the manifest)"
                 if path == description else ""))
         try:
-            texts.append(p.read_text(encoding="utf-8"))
+            # A byte-order mark (Excel's "CSV UTF-8", Notepad) is not part of the text.
+            texts.append(p.read_text(encoding="utf-8").removeprefix("\ufeff"))
         except (OSError, UnicodeDecodeError) as err:
             raise ManifestError(f"{path}: cannot read it as UTF-8 text ({err})") from None
     key = (manifest, description, *texts)
@@ -129,7 +131,8 @@ def _skip_registration() -> bool:
     return NAME in tfds.core.registered.list_imported_builders()
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registration()):
+class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
+              skip_registration=_skip_registration()):
     """Source and target examples listed in a manifest (domain, split, image, labels)."""
 
     VERSION = tfds.core.Version("1.0.0")

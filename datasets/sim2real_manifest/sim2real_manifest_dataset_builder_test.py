@@ -241,5 +241,26 @@ def test_bad_file_found_while_writing_leaves_nothing_that_looks_complete(tmp_pat
     assert not list(data_dir.rglob("dataset_info.json"))
     (config_dir,) = data_dir.glob("sim2real_manifest/*")
     assert all(p.name.startswith("incomplete") for p in config_dir.iterdir())
+    # What a killed build leaves (TFDS removes its folder only when the build raises);
+    # the successful build removes it (issue 30), not another version's.
+    killed = config_dir / "incomplete.K1LLED_1.0.0"
+    (killed / "sim2real_manifest-target_test.tfrecord-00000-of-00001").parent.mkdir(
+        parents=True)
+    (killed / "sim2real_manifest-target_test.tfrecord-00000-of-00001").write_bytes(b"half")
+    other = config_dir / "incomplete.OTHER1_2.0.0"
+    other.mkdir()
     (folder / rel).write_bytes(original)
     assert _build(folder, data_dir).info.splits["target_test"].num_examples == 3
+    assert sorted(p.name for p in config_dir.iterdir()) == ["1.0.0", other.name]
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_builds(tmp_path):
+    """Issue 30: Excel's "CSV UTF-8" starts with a BOM, which was read as part of the first
+    column's name (unknown column '\\ufeffdomain')."""
+    folder = tmp_path / "pair"
+    shutil.copytree(DUMMY, folder)
+    for name in ("manifest.csv", "dataset.json"):
+        text = (folder / name).read_text(encoding="utf-8")
+        (folder / name).write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    builder = _build(folder, tmp_path / "data")
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == SPLITS

@@ -18,6 +18,7 @@ from tensorflow_datasets.core import registered
 
 from tada_keras import conventions
 
+from ..common.incomplete_builds import RemovesIncompleteBuilds
 from . import generator
 
 CLASS_NAMES = generator.CLASS_NAMES
@@ -115,7 +116,8 @@ TINY_CONFIG = make_config(
 _ALREADY_REGISTERED = "sim2real_rooms" in getattr(registered, "_DATASET_REGISTRY", {})
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_ALREADY_REGISTERED):
+class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
+              skip_registration=_ALREADY_REGISTERED):
     """Procedural synthetic (source) -> real-like (target) indoor scenes."""
 
     VERSION = tfds.core.Version("1.1.0")

@@ -16,6 +16,8 @@ from etils import epath
 
 from tada_keras import conventions as C
 
+from ..common import split_checks
+from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
 from . import conversions
@@ -28,6 +30,11 @@ CATEGORY_PATH = "category_v2/{house}/{view}_category40.png"
 HOUSE = "house"  # SUNCG house id; every view of a house is in one split
 _LOG_EVERY = 10_000
 _LOG_FIRST_SKIPS = 20
+_INVALID_NORMALS = ("all invalid (no pixel both marked in _valid.png and decoding to a unit "
+                    "vector, e.g. an all-zero normal PNG)")
+_INVALID_NORMALS_HINT = (
+    "Check that these are PBRS's normal_v2 files (_norm_camera.png, 16-bit, n = 2 v / 65535 "
+    "- 1) with their _valid.png masks, and the config's normal_axes.")
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
 PBRS (Zhang et al., CVPR 2017) renders SUNCG houses; SUNCG requires its own agreement and
@@ -72,7 +79,8 @@ def _skip_registration() -> bool:
     return "suncg_pbrs" in tfds.core.registered.list_imported_builders()
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registration()):
+class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
+              skip_registration=_skip_registration()):
     """SUNCG PBRS views: MLT image, camera-frame normals + mask, NYU-40 labels."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -114,6 +122,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
             ),
             supervised_keys=None,
             homepage="https://github.com/yindaz/pbrs",
+            metadata=tfds.core.MetadataDict(),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -136,6 +145,8 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
         logging.info(
             "suncg_pbrs: %d good-list views; selected per split: %s", len(views), dict(counts)
         )
+        self.info.metadata["skipped_invalid_normals"] = {
+            name: 0 for name, _ in conversions.SPLIT_PERCENTS if counts[name]}
         # A small subset can leave a split empty, which TFDS cannot write: leave it out.
         return {
             name: self._generate_examples(root, views, selected, name)
@@ -145,6 +156,8 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
 
     def _generate_examples(self, root, views, selected, split):
         cfg = self.builder_config
+        tally = split_checks.InvalidNormalsTally(
+            "suncg_pbrs", split, root / "normal_v2", _INVALID_NORMALS, _INVALID_NORMALS_HINT)
         seen = skipped = 0
         first_problem = None
         for house, view in views:
@@ -165,8 +178,11 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=_skip_registrat
                 continue
             if seen % _LOG_EVERY == 0:
                 logging.info("suncg_pbrs %s: %d views read, %d skipped", split, seen, skipped)
-            yield f"{house}/{view}", example
+            normal_path = root / NORMAL_PATH.format(house=house, view=view)
+            if tally.keep(normal_path, int(np.count_nonzero(example[C.NORMALS_MASK]))):
+                yield f"{house}/{view}", example
         logging.info("suncg_pbrs %s: %d views, %d skipped", split, seen, skipped)
+        self.info.metadata["skipped_invalid_normals"][split] = tally.finish()
         if seen and skipped > cfg.max_skipped_fraction * seen:
             raise ValueError(
                 f"suncg_pbrs {split}: skipped {skipped} of {seen} views (more than "

@@ -242,3 +242,29 @@ def test_visual_check_and_prepare_cli(tmp_path, capsys):
 
 if __name__ == "__main__":
     tfds.testing.test_main()
+
+
+def test_views_without_a_valid_normal_are_skipped_counted_and_fail_an_empty_split(tmp_path):
+    """Issue 30: PBRS built silently from views whose normals are all zero."""
+    import tensorflow as tf
+
+    manual = _copy(tmp_path)
+    zeros = tf.io.encode_png(np.zeros((make_dummy_data.HEIGHT, make_dummy_data.WIDTH, 3),
+                                      np.uint16)).numpy()
+    train = [(h, v) for h, v in make_dummy_data.goodlist()
+             if conversions.split_of_house(h) == "train"]
+    house, view = train[0]
+    (manual / f"normal_v2/{house}/{view}_norm_camera.png").write_bytes(zeros)
+    builder = builder_lib.Builder(config=builder_lib.PbrsConfig(name="zeros"),
+                                  data_dir=tmp_path / "tfds")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    assert builder.info.splits["train"].num_examples == SPLITS["train"] - 1
+    assert builder.info.metadata["skipped_invalid_normals"] == {
+        "train": 1, "validation": 0, "test": 0}
+    for house, view in train:
+        (manual / f"normal_v2/{house}/{view}_norm_camera.png").write_bytes(zeros)
+    with pytest.raises(ValueError, match=r"suncg_pbrs: split 'train' has no valid normal "
+                                         r"pixel at all: the normal maps of all 4 of its "
+                                         r"examples under .*normal_v2 are all invalid"):
+        _build(manual, tmp_path, name="all_zeros")

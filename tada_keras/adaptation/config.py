@@ -61,6 +61,10 @@ def check_config(cfg, method) -> None:
     if cfg.da == "none":
         return
     parse_levels(cfg.da_levels, cfg.da)
+    if cfg.da_face_mask and cfg.main_task != "normals":
+        raise ValueError(f"--da_face_mask needs --main=normals: it masks the "
+                         "discriminators' inputs with the normals labels' normals_mask, "
+                         f"which --main={cfg.main_task} does not read")
     if cfg.batch_target == 0:
         raise ValueError(f"--da={cfg.da} needs target images in every batch, but "
                          "--batch_target=0 gives source-only batches; set --batch_target > 0")

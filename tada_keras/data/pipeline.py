@@ -23,6 +23,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tada_keras import conventions as C
+from tada_keras.data import tfds_warnings
+
+tfds_warnings.install()  # TFDS's own dtype deprecation warning, from its decoder only
 
 
 @dataclasses.dataclass(frozen=True)

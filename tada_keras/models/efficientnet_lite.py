@@ -260,11 +260,19 @@ def imagenet_arrays(variant):
             pass
     layers = convert_state_dict(read_state_dict(source), variant)
     flat = {f"{layer}/{i}": a for layer, arrays in layers.items() for i, a in enumerate(arrays)}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     from tada_keras.atomic import atomic_path
 
-    with atomic_path(path, ".npz") as tmp:
-        np.savez(tmp, __source_sha256__=digest, __version__=_CACHE_VERSION, **flat)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_path(path, ".npz") as tmp:
+            np.savez(tmp, __source_sha256__=digest, __version__=_CACHE_VERSION, **flat)
+    except OSError as err:
+        home = os.environ.get("KERAS_HOME")
+        where = f"KERAS_HOME={home}" if home else "~/.keras (KERAS_HOME is not set)"
+        raise PretrainedWeightsError(
+            f"cannot cache the converted weights as {path} ({err.strerror or err}): "
+            f"{where} must be a folder this user can write in; set KERAS_HOME to "
+            "one") from None
     return layers
 
 

@@ -15,6 +15,7 @@ Layout under ``model_dir`` (see ``tada_keras.run``)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -66,9 +67,20 @@ class RunDirectory(PhaseStore):
         return self._checkpoints[phase.name]
 
     def finished(self, phase):
-        if not os.path.exists(self._path(phase, "DONE")):
+        done, final = self._path(phase, "DONE"), self._path(phase, "final.weights.h5")
+        if not os.path.exists(done):
             return None
-        with open(self._path(phase, "DONE")) as f:
+        if not os.path.isfile(final):
+            # Deleted, or lost with a disk: the phase trains again, from its start (its
+            # history and any old checkpoint go with it, so nothing is counted twice).
+            self.log(f"[{phase.name}] {done} is there but {final} is missing: training "
+                     f"phase {phase.name} again from its start")
+            for name in ("DONE", "history.csv", "loss_weights.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self._path(phase, name))
+            shutil.rmtree(self._path(phase, "backup"), ignore_errors=True)
+            return None
+        with open(done) as f:
             return json.load(f).get("history", {})
 
     def load_finished(self, model, phase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import keras
@@ -12,6 +13,22 @@ from tada_keras.methods import LOSS_GROUPS, LossWeights
 from tada_keras.models import build_tada_graph
 from tada_keras.tasks import get_task
 from tada_keras.training import backend
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy):
+    """Keras's global dtype policy set to ``policy`` inside the block (None: unchanged),
+    restored afterwards, so that nothing else in the process changes."""
+    if policy is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras.dtype_policies.get(policy))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
 
 # Key of the tapped features in the training outputs of a model with an adaptation.
 FEATURES = "_adaptation_features"
@@ -37,6 +54,9 @@ class TadaModel(keras.Model):
         decoder_channels: FPN decoder width.
         freeze_after: ``"up-1"``, ``"up-2"`` (paper) or ``"up-3"``: where the head starts.
         input_shape: (H, W, 3) with H, W divisible by 32, or None for any such size.
+        dtype: the layers' dtype policy (e.g. ``"mixed_bfloat16"``; default: Keras's
+            global policy). It is part of the config, so a reloaded model computes in the
+            policy it was trained with.
 
     Example:
     ```python
@@ -51,13 +71,18 @@ class TadaModel(keras.Model):
     def __init__(self, main_task="normals", anchor_task="segmentation", main_config=None,
                  anchor_config=None, backbone="resnet50", backbone_weights=None,
                  decoder_channels=256, freeze_after="up-2", input_shape=(None, None, 3),
-                 **kwargs):
+                 dtype=None, **kwargs):
+        # === Layers ===
         main = get_task(main_task, **(main_config or {}))
         anchor = get_task(anchor_task, **(anchor_config or {})) if anchor_task else None
         tasks = [main] + ([anchor] if anchor else [])
-        inputs, outputs = build_tada_graph(tasks, backbone, backbone_weights,
-                                           decoder_channels, freeze_after, tuple(input_shape))
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # === Functional Model ===
+        # The graph's layers (keras.applications' included) take the global policy.
+        with dtype_policy_scope(dtype):
+            inputs, outputs = build_tada_graph(tasks, backbone, backbone_weights,
+                                               decoder_channels, freeze_after,
+                                               tuple(input_shape))
+            super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         # === Config ===
         self.main_task = main_task
         self.anchor_task = anchor_task
@@ -246,9 +271,8 @@ class TadaModel(keras.Model):
         return logs
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
+        config = super().get_config()  # name, trainable, dtype (the layers' policy)
+        config.update({
             "main_task": self.main_task,
             "anchor_task": self.anchor_task,
             "main_config": self.main_config,
@@ -258,7 +282,8 @@ class TadaModel(keras.Model):
             "decoder_channels": self.decoder_channels,
             "freeze_after": self.freeze_after,
             "input_shape": self.model_input_shape,
-        }
+        })
+        return config
 
     @classmethod
     def from_config(cls, config):
