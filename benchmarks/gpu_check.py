@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,14 +39,10 @@ def device() -> str:
                                "--format=csv,noheader"], capture_output=True, text=True)
         if proc.returncode == 0 and proc.stdout.strip():
             return "; ".join(ln.strip() for ln in proc.stdout.strip().splitlines())
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
-    return f"no GPU: {cpu}, {os.cpu_count()} logical CPUs"
+    from tada_keras.experiments.records import machine
+
+    cpu = machine()
+    return f"no GPU: {cpu['cpu']}, {cpu['logical_cpus']} logical CPUs"
 
 
 def versions() -> str:

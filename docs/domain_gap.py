@@ -119,17 +119,12 @@ def render() -> str:
 
 
 def table(readme: str = README) -> None:
-    with open(readme) as f:
-        text = f.read()
-    if BEGIN not in text or END not in text:
-        sys.exit(f"error: {readme} has no {BEGIN} ... {END} markers")
-    before, rest = text.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    new = f"{before}{BEGIN}\n{render()}\n{END}{after}"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(readme), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, readme)
+    from tada_keras.atomic import replace_marked_block
+
+    try:
+        replace_marked_block(readme, BEGIN, END, render())
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     print(render())
 
 

@@ -115,14 +115,12 @@ def main() -> int:
     curve = read_curve()
     text = render(curve)
     figure(curve)
-    with open(README) as f:
-        readme = f.read()
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"error: {README} has no {BEGIN} ... {END} markers")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    with open(README, "w") as f:
-        f.write(head + BEGIN + "\n" + text + "\n" + END + tail)
+    from tada_keras.atomic import replace_marked_block
+
+    try:
+        replace_marked_block(README, BEGIN, END, text)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     print(text)
     return 0
 

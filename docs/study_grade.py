@@ -262,18 +262,14 @@ def build(results: str = RESULTS) -> str:
 
 
 def main() -> int:
-    with open(README) as f:
-        readme = f.read()
-    if BEGIN not in readme or END not in readme:
-        print(f"error: {README} has no {BEGIN} ... {END} markers", file=sys.stderr)
-        return 2
+    from tada_keras.atomic import replace_marked_block
+
     text = build()
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    tmp = README + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(head + BEGIN + "\n" + text + "\n" + END + tail)
-    os.replace(tmp, README)
+    try:
+        replace_marked_block(README, BEGIN, END, text)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(text)
     return 0
 

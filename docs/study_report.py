@@ -54,23 +54,19 @@ def build(out: str) -> tuple[str, str | None]:
 
 
 def main() -> int:
-    with open(README) as f:
-        readme = f.read()
-    if BEGIN not in readme or END not in readme:
-        print(f"error: {README} has no {BEGIN} ... {END} markers", file=sys.stderr)
-        return 2
+    from tada_keras.atomic import replace_marked_block
+
     with tempfile.TemporaryDirectory() as out:
         text, figure = build(out)
         if figure:
             os.makedirs(os.path.dirname(FIGURE), exist_ok=True)
             shutil.copyfile(figure, FIGURE + ".tmp")
             os.replace(FIGURE + ".tmp", FIGURE)
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    tmp = README + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(head + BEGIN + "\n" + text + "\n" + END + tail)
-    os.replace(tmp, README)
+    try:
+        replace_marked_block(README, BEGIN, END, text)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(text)
     return 0
 

@@ -82,3 +82,17 @@ def check_writable(path: str, flag: str, kind: str = "directory") -> None:
     except OSError as err:
         raise ValueError(f"--{flag}={path}: cannot write in {existing} "
                          f"({err.strerror or err})") from None
+
+
+def replace_marked_block(path: str, begin: str, end: str, text: str) -> None:
+    """Replaces what stands between the markers ``begin`` and ``end`` in the text file
+    ``path`` (the README blocks that docs/*.py scripts generate) with ``text``, atomically.
+    Raises ValueError naming the file when a marker is missing."""
+    with open(path) as f:
+        content = f.read()
+    if begin not in content or end not in content:
+        raise ValueError(f"{path} has no {begin} ... {end} markers")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(head + begin + "\n" + text + "\n" + end + tail)
