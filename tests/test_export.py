@@ -188,6 +188,9 @@ def test_cli_errors_one_line_nothing_written(run_dir, tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.json").write_text("{}")
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), "uint8")).save(unfinished / "x.png")
     out = tmp_path / "out.onnx"
     no_tf2onnx = ("import sys; sys.modules['tf2onnx'] = None; "
                   "from tada_keras.export import run; run()")
@@ -200,6 +203,8 @@ def test_cli_errors_one_line_nothing_written(run_dir, tmp_path):
           "--input_size=100", f"--out={out}"], "--input_size=100: must be"),
         (["-m", "tada_keras.export", f"--model_dir={run_dir}", "--format=onnx",
           "--quantize=int8", f"--out={out}"], "--quantize=int8 is for --format=litert only"),
+        (["-m", "tada_keras.predict", f"--model={out}", f"--images={unfinished / 'x.png'}",
+          f"--out={tmp_path / 'pred'}"], f"--model={out}: not found"),
     )
     for args, needle in cases:
         proc = _run(args)
