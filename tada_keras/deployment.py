@@ -106,6 +106,7 @@ def export_model(model, path, fmt, input_size=None, input_dtype="float32",
             target["supported_types"] = [tf.float16]
         kwargs["target_spec"] = target
     parent = os.path.dirname(os.path.abspath(path))
+    created = not os.path.isdir(parent)
     os.makedirs(parent, exist_ok=True)
     keras_format, ending = FORMATS[fmt]
     work = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.")
@@ -116,8 +117,12 @@ def export_model(model, path, fmt, input_size=None, input_dtype="float32",
         if fmt == "saved_model" and os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if created and not os.listdir(parent):
+            os.rmdir(parent)  # a failed export leaves nothing behind
+        raise
+    shutil.rmtree(work, ignore_errors=True)
     return path
 
 

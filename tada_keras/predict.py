@@ -4,6 +4,8 @@
         --out=predictions/
     python -m tada_keras.predict --model_dir=... --images=photos/ --out=predictions/
     python -m tada_keras.predict --model_dir=... --images='shots/*.jpg' --out=predictions/
+    python -m tada_keras.predict --model=runs/demo/headfreeze/export/model.onnx \
+        --images=photos/ --out=predictions/     # a file written by tada-export
 
 ``--images`` takes files, folders (their PNG/JPEG/TIFF/BMP/WebP files, sorted, not
 recursive) and glob patterns (quote them so the shell leaves them alone), comma-separated.
@@ -17,6 +19,10 @@ size are zero-padded to a multiple of 32 (the padding is cropped from the predic
 PNG/JPEG are read at their full range; two inputs with the same file name get distinct
 output names. Each image also gets ``<name>_side_by_side.png``: the input (as oriented by
 its EXIF tag) next to the prediction's PNG.
+
+``--model`` runs an exported file (``.onnx``: onnxruntime, ``.tflite``: LiteRT, a SavedModel
+directory) instead of the run: the same padding, cropping and output files; a fixed-size
+export gets the images resized to its size.
 """
 
 from __future__ import annotations

@@ -213,3 +213,17 @@ def test_cli_errors_one_line_nothing_written(run_dir, tmp_path):
         assert len(lines) == 1 and needle in lines[0], (needle, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
         assert os.listdir(tmp_path) == ["unfinished"], os.listdir(tmp_path)
+
+
+def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
+    from tada_keras.deployment import export_model
+
+    def broken(self, filepath, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(keras.Model, "export", broken)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_model(model, str(tmp_path / "export" / "model.onnx"), "onnx")
+    assert os.listdir(tmp_path) == []
