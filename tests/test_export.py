@@ -227,3 +227,28 @@ def test_a_failed_export_leaves_nothing(model, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_model(model, str(tmp_path / "export" / "model.onnx"), "onnx")
     assert os.listdir(tmp_path) == []
+
+
+def test_benchmark_table_flags_fp32_outside_the_bounds():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import export_parity
+    finally:
+        sys.path.pop(0)
+
+    def row(variant, fmt, quantize, diff, degrees):
+        return {"variant": variant, "format": fmt, "quantize": quantize, "max_abs_diff": diff,
+                "max_angular_diff_deg": degrees, "metrics": {"mean": 35.6},
+                "latency_ms": {"128": 2.0, "256": 8.0}, "size_mb": 12.0}
+
+    result = {"task": "normals", "primary": "mean", "images": 300, "split": "s:target_test",
+              "full_resolution": True, "repeats": 20, "cpu": "cpu", "load": [1.0, 1.0],
+              "run": "python benchmarks/export_parity.py", "model_dir": "run", "versions": "v",
+              "rows": [row("Keras (TF)", None, "none", 0.0, 0.0),
+                       row("ONNX", "onnx", "none", 1e-5, 0.001),
+                       row("LiteRT int8", "litert", "int8", 0.3, 17.0)]}
+    text = export_parity.table(result)
+    assert "| ONNX | 1.0e-05 | 0.0010° | 35.600 | 2.0 | 8.0 | 12.0 |" in text
+    assert "the fp32 formats are within 1e-4 / 0.01°" in text  # int8 is not held to it
+    result["rows"][1]["max_angular_diff_deg"] = 0.02
+    assert "the fp32 formats are OUTSIDE 1e-4 / 0.01°" in export_parity.table(result)
