@@ -4,6 +4,8 @@
         --out=predictions/
     python -m tada_keras.predict --model_dir=... --images=photos/ --out=predictions/
     python -m tada_keras.predict --model_dir=... --images='shots/*.jpg' --out=predictions/
+    python -m tada_keras.predict --model=runs/demo/headfreeze/export/model.onnx \
+        --images=photos/ --out=predictions/     # a file written by tada-export
 
 ``--images`` takes files, folders (their PNG/JPEG/TIFF/BMP/WebP files, sorted, not
 recursive) and glob patterns (quote them so the shell leaves them alone), comma-separated.
@@ -18,6 +20,10 @@ PNG/JPEG are read at their full range; every input gets its own output names (an
 keeps its file name unless an earlier one has it; later ones get ``_2``, ``_3``, ...).
 Each image also gets ``<name>_side_by_side.png``: the input (as oriented by its EXIF tag)
 next to the prediction's PNG.
+
+``--model`` runs an exported file (``.onnx``: onnxruntime, ``.tflite``: LiteRT, a SavedModel
+directory) instead of the run: the same padding, cropping and output files; a fixed-size
+export gets the images resized to its size.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import numpy as np
 from absl import flags
 
 flags.DEFINE_string("model_dir", None, "A directory written by tada_keras.train.")
+flags.DEFINE_string("model", None, "Instead of --model_dir: a file written by tada-export "
+                    "(.onnx, .tflite or a SavedModel directory).")
 flags.DEFINE_list("images", [], "Comma-separated image files, folders (their images, "
                   "sorted) or quoted glob patterns.")
 flags.DEFINE_string("out", None, "Output directory.")
@@ -109,8 +117,9 @@ def load_image(path, size=None):
     except (OSError, Image.DecompressionBombError) as err:
         raise ValueError(f"--images: cannot read {path}: {err}") from None
     if size:
+        height, width = (size, size) if np.ndim(size) == 0 else size
         array = np.asarray(Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).resize(
-            (size, size), Image.BILINEAR), np.float32)
+            (width, height), Image.BILINEAR), np.float32)
     return array
 
 
@@ -146,13 +155,21 @@ def main(argv):
         print(f"error: --input_size={FLAGS.input_size}: must be a positive multiple of 32",
               file=sys.stderr)
         return 2
+    if bool(FLAGS.model) == bool(FLAGS.model_dir):
+        print("error: give one of --model_dir (a training run) and --model (an exported file)",
+              file=sys.stderr)
+        return 2
     from tada_keras.atomic import check_writable
 
     try:
         check_writable(FLAGS.out, "out")  # before the work, not after it
         paths = expand_images(FLAGS.images)
-        cfg, model = load_run(FLAGS.model_dir)
-        size = FLAGS.input_size or cfg.eval_input_size
+        if FLAGS.model:
+            model = exported = _load_exported(FLAGS.model)
+            size = exported.input_size or FLAGS.input_size
+        else:
+            cfg, model = load_run(FLAGS.model_dir)
+            size = FLAGS.input_size or cfg.eval_input_size
         images = [load_image(p, size) for p in paths]
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -165,8 +182,11 @@ def main(argv):
         if size:  # back to the file's own size
             with Image.open(path) as original:
                 width, height = _oriented_size(original)
-        prediction = model.main.postprocess(predict_padded(model, image[None]),
-                                            (height, width))[0]
+        if FLAGS.model:
+            prediction = predict_exported(exported, image[None], (height, width))[0]
+        else:
+            prediction = model.main.postprocess(predict_padded(model, image[None]),
+                                                (height, width))[0]
         written = list(model.main.save_prediction(stem, prediction))
         pngs = [w for w in written if w.endswith(".png")]
         if pngs:
@@ -175,6 +195,32 @@ def main(argv):
             written.append(f"{stem}_side_by_side.png")
         print(f"{path} -> {', '.join(written)} {prediction.shape}")
     return 0
+
+
+def _load_exported(path):
+    from tada_keras.deployment import ExportedModel
+    from tada_keras.tasks import get_task
+
+    exported = ExportedModel(path)
+    exported.main = get_task(exported.task)  # writes the files as a run's task does
+    return exported
+
+
+def predict_exported(exported, images, size):
+    """``predict``'s main-task prediction from an exported file (``tada_keras.export``):
+    the images zero-padded to a multiple of 32 (a fixed-size export gets them at its
+    size), the padding cropped from the prediction, which is then resized to ``size`` =
+    (H, W) as the task's ``postprocess`` does, unless the export already gives it."""
+    from tada_keras.inference import pad_to_stride
+
+    h, w = np.shape(images)[1:3]
+    padded = pad_to_stride(images)
+    prediction = exported.predict(padded)[exported.task]
+    scale = 1 if prediction.shape[1] == padded.shape[1] else 2  # --full_resolution or not
+    prediction = prediction[:, :(h + scale - 1) // scale, :(w + scale - 1) // scale]
+    if tuple(prediction.shape[1:3]) != tuple(size):
+        prediction = exported.main.resize_prediction(prediction, size)
+    return prediction
 
 
 def _oriented_size(image):

@@ -33,6 +33,8 @@ NOT_IMPORTED = {
     "tada-keras": "the dev extra's reference to the other extras",
     "importlib-resources": "tensorflow-datasets imports it to build a dataset (undeclared there)",
     "tensorboard": "tf.summary.scalar and tf.summary.image (the run's logs/) import it",
+    "tf2onnx": "Keras's Model.export(format='onnx') imports it (tada-export --format=onnx)",
+    "onnx": "tf2onnx writes the .onnx file with it (tada-export --format=onnx)",
 }
 # Import name -> distribution for packages that may not be installed here (the face
 # annotator's own environment); installed ones are looked up in their metadata.

@@ -56,7 +56,8 @@ def test_cli_reports_a_missing_flagfile_without_traceback(tmp_path):
 
 
 def test_help_lists_the_commands_own_flags_and_exits_0(tmp_path):
-    for module, flag in (("tada_keras.predict", "--images"), ("tada_keras.train", "--method")):
+    for module, flag in (("tada_keras.predict", "--images"), ("tada_keras.train", "--method"),
+                         ("tada_keras.export", "--format")):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300,
                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))

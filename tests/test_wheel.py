@@ -18,7 +18,8 @@ import zipfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ("tada-train", "tada-evaluate", "tada-predict", "tada-demo", "tada-experiments")
+SCRIPTS = ("tada-train", "tada-evaluate", "tada-predict", "tada-export", "tada-demo",
+           "tada-experiments")
 _SKIP = shutil.ignore_patterns(".git", ".venv", ".tfds", "runs", "build", "*.egg-info",
                                "__pycache__", ".shim")
 
@@ -102,3 +103,9 @@ def test_wheel_contents_and_console_scripts_outside_the_repository(tmp_path):
     for stem in ("a", "b"):
         assert np.load(work / "pred" / f"{stem}_normals.npy").shape == (48, 64, 3)
         assert (work / "pred" / f"{stem}_side_by_side.png").is_file()
+    # Deploy: a LiteRT file (core dependencies only), predicted from like the run.
+    run("tada-export", f"--model_dir={model_dir}", "--format=litert",
+        f"--out={work / 'model.tflite'}")
+    run("tada-predict", f"--model={work / 'model.tflite'}", f"--images={photos}",
+        f"--out={work / 'pred_litert'}")
+    assert np.load(work / "pred_litert" / "a_normals.npy").shape == (48, 64, 3)

@@ -155,6 +155,22 @@ class Task:
         """Raw model outputs (numpy, a batch) -> the task's prediction (e.g. unit normals)."""
         raise NotImplementedError(f"task {self.name!r} has no prediction")
 
+    def graph_postprocess(self, outputs: dict, resize=None):
+        """``postprocess`` in the graph (Keras ops) for an exported network
+        (``tada_keras.export``); ``resize``: None, or a function that resizes a (B, h, w, C)
+        tensor bilinearly to the input's size."""
+        raise NotImplementedError(f"task {self.name!r} cannot be exported")
+
+    def resize_prediction(self, prediction, size) -> np.ndarray:
+        """A batch of this task's predictions resized to ``size`` = (H, W) as
+        ``postprocess`` resizes (predictions of an exported network)."""
+        raise NotImplementedError(f"task {self.name!r} has no prediction")
+
+    def as_outputs(self, prediction) -> dict:
+        """A batch of predictions as the raw outputs ``evaluator`` reads (inverse of
+        ``postprocess``)."""
+        raise NotImplementedError(f"task {self.name!r} has no prediction")
+
     def save_prediction(self, stem: str, prediction) -> list[str]:
         """Writes one image's prediction as ``<stem>_<task>.npy`` (+ viewable files);
         returns the paths."""

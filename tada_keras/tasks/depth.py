@@ -134,6 +134,23 @@ class DepthTask(Task):
         with np.errstate(over="ignore", invalid="ignore"):
             return np.clip(np.exp(log_depth[..., 0]), self.min_depth, self.max_depth)
 
+    def graph_postprocess(self, outputs, resize=None):
+        log_depth = ops.cast(outputs["depth"], "float32")
+        if resize is not None:
+            log_depth = resize(log_depth)
+        return ops.clip(ops.exp(log_depth[..., 0]), self.min_depth, self.max_depth)
+
+    def resize_prediction(self, prediction, size):
+        # The log depth is resized, as ``postprocess`` does; a bilinear mix of clipped
+        # values stays within the clip range.
+        with np.errstate(divide="ignore"):
+            log_depth = np.log(np.asarray(prediction, np.float32))[..., None]
+        return self.postprocess({"depth": log_depth}, size)
+
+    def as_outputs(self, prediction):
+        with np.errstate(divide="ignore"):
+            return {"depth": np.log(np.asarray(prediction, np.float32))[..., None]}
+
     def save_prediction(self, stem, prediction):
         """``<stem>_depth.npy`` (metres, float32) and ``<stem>_depth.png`` (colour map,
         near = bright, scaled to the image's own range)."""

@@ -111,6 +111,21 @@ class NormalsTask(Task):
             return resize_normals(normals, *size)
         return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
 
+    def graph_postprocess(self, outputs, resize=None):
+        normals = ops.cast(outputs["normals"], "float32")
+        if resize is not None:
+            normals = resize(normals)
+        norm = ops.sqrt(ops.sum(ops.square(normals), axis=-1, keepdims=True))
+        return normals / ops.maximum(norm, 1e-12)
+
+    def resize_prediction(self, prediction, size):
+        from tada_keras.metrics import resize_normals
+
+        return resize_normals(prediction, *size)
+
+    def as_outputs(self, prediction):
+        return {"normals": np.asarray(prediction, np.float32)}
+
     def save_prediction(self, stem, prediction):
         from PIL import Image
 
