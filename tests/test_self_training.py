@@ -463,3 +463,29 @@ def test_resume_after_kill_with_a_teacher_is_bit_identical(data_dir, tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     with open(os.path.join(clean, "metrics.json")) as f:
         assert "target_test" in json.load(f)
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+                    reason="the CLI runs are tested on TensorFlow (test_cli.py)")
+def test_cli_self_training_with_the_anchor_mask(data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tada_keras.train", f"--flagfile={TINY}",
+         f"--model_dir={model_dir}", f"--data_dir={data_dir}", "--method=self_training",
+         "--pseudo_mask=anchor", "--evaluate_teacher"],
+        cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(model_dir / "phase_train" / "history.csv") as f:
+        header, *rows = f.read().splitlines()
+    kept = [float(r.split(",")[header.split(",").index("pseudo_kept")]) for r in rows]
+    assert kept and all(0.0 <= k < 1.0 for k in kept)  # the mask drops pixels
+    with open(model_dir / "metrics.json") as f:
+        metrics = json.load(f)
+    assert set(metrics["teacher"]["target_test"]) == set(metrics["target_test"])
+    with open(model_dir / "config.json") as f:
+        weights = json.load(f)["resolved_method"]["phases"][0]["weights"]
+    assert weights["target_main_pseudo"] == 1.0
+    exported = keras.saving.load_model(model_dir / "model.keras")
+    assert not [v.path for v in exported.weights if v.path.startswith("teacher/")]
+    assert len(exported.weights) == len(network_variables(exported))
