@@ -266,6 +266,45 @@ class RunConfig:
     monitor_every: int = setting(
         10,
         "Discriminator monitor period in steps (CSV, TensorBoard, console).")
+    # Self-training (methods self_training, mtl_both_st, headfreeze_st;
+    # tada_keras/training/teacher.py, docs/self_training.md).
+    pseudo_weight: float = setting(
+        1.0,
+        "Self-training: μ, weight of the pseudo-label loss L_Tp (before its ramp-up).")
+    teacher_momentum: float = setting(
+        0.999,
+        "Self-training: m of the EMA teacher, θ' <- θ' + (1-m)(θ - θ') every step.")
+    pseudo_rampup: float = setting(
+        0.2,
+        "Self-training: fraction of the pseudo phase's steps over which μ ramps up "
+        "(exp(-5(1-t/T)^2); 0: no ramp-up).")
+    pseudo_mask: str = setting(
+        "none",
+        "Self-training confidence mask: none, consistency (the teacher agrees with itself"
+        " on two weak views: --pseudo_tau / --pseudo_depth_tolerance), anchor (the "
+        "teacher's anchor prediction agrees with the target anchor label) or both.",
+        choices=("none", "consistency", "anchor", "both"))
+    pseudo_tau: float = setting(
+        10.0,
+        "Self-training, --pseudo_mask=consistency/both, normals: largest angle (degrees) "
+        "between the two views' normals.")
+    pseudo_depth_tolerance: float = setting(
+        0.1,
+        "Self-training, --pseudo_mask=consistency/both, depth: largest relative "
+        "difference of the two views' depths.")
+    pseudo_anchor_radius: float = setting(
+        0.05,
+        "Self-training, --pseudo_mask=anchor/both, keypoint anchor: radius (fraction of "
+        "the image size) around a visible landmark the teacher locates.")
+    pseudo_mask_ratio: float = setting(
+        0.0,
+        "Self-training: MIC-style masking of the student's strong view, fraction of "
+        "--pseudo_patch_size patches set to 0 (0: off; MIC uses 0.7).")
+    pseudo_patch_size: int = setting(32, "Self-training: side of a masked patch (pixels).")
+    evaluate_teacher: bool = setting(
+        False,
+        "Self-training: also evaluate the final EMA teacher (metrics.json key 'teacher');"
+        " the exported model.keras is always the student.")
 
 
     def resolved_method(self):
@@ -273,8 +312,20 @@ class RunConfig:
         (λ = ``anchor_weight``) and their share of ``steps`` (``phase_steps``). Written
         into ``config.json`` as ``resolved_method``; the harness, reports and figures read
         it from there (``tada_keras.methods.method_of_config``)."""
-        method = get_method(self.method, self.anchor_weight)
+        method = get_method(self.method, self.anchor_weight, self.pseudo_weight)
         return method.with_steps(self.phase_steps(method))
+
+    def self_training(self):
+        """The mean teacher's settings (``training.teacher.SelfTraining``); raises
+        ValueError naming the flag."""
+        from tada_keras.training.teacher import SelfTraining
+
+        return SelfTraining(momentum=self.teacher_momentum, rampup=self.pseudo_rampup,
+                            mask=self.pseudo_mask, tau=self.pseudo_tau,
+                            depth_tolerance=self.pseudo_depth_tolerance,
+                            anchor_radius=self.pseudo_anchor_radius,
+                            mask_ratio=self.pseudo_mask_ratio,
+                            patch_size=self.pseudo_patch_size)
 
     def phase_steps(self, method) -> dict[str, int]:
         if len(method.phases) == 1:
@@ -337,11 +388,20 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value % 32:
             raise ValueError(f"--{name}={value}: must be divisible by 32")
-    method = get_method(cfg.method, cfg.anchor_weight)
-    needs_target = any(p.weights.uses_target_labels for p in method.phases)
+    if not (isinstance(cfg.pseudo_weight, (int, float)) and cfg.pseudo_weight > 0):
+        raise ValueError(f"--pseudo_weight={cfg.pseudo_weight}: expected a value > 0")
+    method = get_method(cfg.method, cfg.anchor_weight, cfg.pseudo_weight)
+    cfg.self_training()  # the --teacher_momentum / --pseudo_* ranges
+    if any(p.weights.uses_pseudo for p in method.phases) and cfg.distribution != "none":
+        raise ValueError(f"--distribution={cfg.distribution} with --method={cfg.method}: "
+                         "the mean teacher is not data-parallel yet; use "
+                         "--distribution=none")
+    needs_target = any(p.weights.uses_target_images for p in method.phases)
     if needs_target and cfg.batch_target == 0:
         raise ValueError(f"--batch_target=0 conflicts with --method={cfg.method}, which "
-                         "trains on target anchor labels")
+                         + ("trains on target images (self-training)" if any(
+                             p.weights.uses_pseudo for p in method.phases)
+                            else "trains on target anchor labels"))
     steps = cfg.phase_steps(method)
     for name, n in steps.items():
         if n and n % cfg.steps_per_epoch:

@@ -49,3 +49,7 @@ HAS_ANCHOR = "has_anchor"  # optional bool: are this example's anchor labels usa
 
 # --- Keys of a training batch's label dict (built by tada_keras.data) -----------------
 DOMAIN = "domain"  # int32 (B,)
+# Self-training (tada_keras.training.teacher): the mean teacher's inputs, float32 [0, 255]
+# (B, H, W, 3). For target examples the batch image is then the strong (student) view.
+PSEUDO_WEAK = "pseudo_weak"  # the weak (un-augmented beyond the colour shift) view
+PSEUDO_WEAK2 = "pseudo_weak2"  # a second weak view (view-consistency mask only)

@@ -106,7 +106,7 @@ def check_data(cfg: RunConfig, method) -> None:
     w = [p.weights for p in method.phases]
     needs = {"source": main | (anchor if any(x.uses_anchor for x in w) else set()),
              "target": set(main)}  # target test is scored on the main task
-    if any(x.target_anchor > 0 for x in w):
+    if any(_reads_target_anchor(cfg, x) for x in w):
         needs["target"] |= anchor
     sizes = {}
     for domain in ("source", "target"):
@@ -126,7 +126,7 @@ def check_data(cfg: RunConfig, method) -> None:
                              f"which --method={cfg.method} with --main={cfg.main_task} "
                              f"and --anchor={cfg.anchor_task} needs (it has "
                              f"{sorted(info.features)})")
-        target_train = ((anchor if any(x.target_anchor > 0 for x in w) else set())
+        target_train = ((anchor if any(_reads_target_anchor(cfg, x) for x in w) else set())
                         | (main if any(x.target_main > 0 for x in w) else set()))
         _check_split_labels(cfg, name, domain, info, main, target_train)
     known = {d: hw for d, hw in sizes.items() if None not in hw}
@@ -144,6 +144,13 @@ def check_data(cfg: RunConfig, method) -> None:
         raise ValueError(f"source images are {known['source'][0]}x{known['source'][1]} and "
                          f"target images {known['target'][0]}x{known['target'][1]}: one batch "
                          "mixes both, so give --image_size (or --crop_size)")
+
+
+def _reads_target_anchor(cfg: RunConfig, weights) -> bool:
+    """Whether a phase reads target anchor labels: its target anchor loss, or the
+    self-training anchor-guided confidence mask (--pseudo_mask=anchor/both)."""
+    return weights.target_anchor > 0 or (weights.uses_pseudo and
+                                         cfg.pseudo_mask in ("anchor", "both"))
 
 
 def _check_split_labels(cfg, name, domain, info, main, target_train) -> None:
@@ -197,10 +204,12 @@ def build_run_model(cfg: RunConfig):
 
 
 def phase_dataset(cfg, spec, phase, skip_batches=0):
-    from tada_keras.data import load_split, mixed_train_dataset
+    from tada_keras.data import PseudoViews, load_split, mixed_train_dataset
 
     w = phase.weights
-    see_target = w.uses_target_labels or cfg.bn_exposure
+    see_target = w.uses_target_images or cfg.bn_exposure
+    views = (PseudoViews(cfg.pseudo_mask in ("consistency", "both"), cfg.pseudo_mask_ratio,
+                         cfg.pseudo_patch_size) if w.uses_pseudo else None)
     source = load_split(cfg.source_dataset, cfg.source_train_split, cfg.data_dir,
                         shuffle=True, seed=cfg.seed, manual_dir=cfg.source_manual_dir)
     target = (load_split(cfg.target_dataset, cfg.target_train_split, cfg.data_dir,
@@ -208,7 +217,8 @@ def phase_dataset(cfg, spec, phase, skip_batches=0):
               if see_target and cfg.batch_target else None)
     ds = mixed_train_dataset(source, target, spec, cfg.batch_source, cfg.batch_target,
                              use_target_main=w.target_main > 0, use_anchor=w.uses_anchor,
-                             use_target_anchor=w.target_anchor > 0, seed=cfg.seed)
+                             use_target_anchor=_reads_target_anchor(cfg, w), seed=cfg.seed,
+                             views=views)
     return backend.shard_for_workers(ds.skip(skip_batches) if skip_batches else ds)
 
 
@@ -424,6 +434,7 @@ def _train_logged(cfg, model, method, config_path, log, verbose, initial_weights
         from tada_keras.adaptation import config as da_config
 
         da_config.attach(model, cfg)
+    model.self_training = cfg.self_training()  # the teacher of pseudo phases
     steps = method.steps
     from tada_keras.inference import checkpoint_scorer, target_test_scorer
     from tada_keras.training.selection import CurveFile, criterion
@@ -462,18 +473,30 @@ def _train_logged(cfg, model, method, config_path, log, verbose, initial_weights
     timings = store.timings
     _note_resumes(cfg.model_dir, store.resumed)
 
-    results = evaluate_model(model, cfg, spec, log=log)
     last = next(p for p in method.phases if p.name == last_phase)
-    results["selection"] = {"rule": cfg.select, "phase": last_phase,
-                            "selected": store.selected(last)}
     raw_path = store.raw_weights_path(last)
+    raw_results = None
     if cfg.ema_momentum and os.path.exists(raw_path):
-        # The same run without averaging (averaging never changes the raw trajectory).
+        # The same run without averaging (averaging never changes the raw trajectory);
+        # evaluated while the model still holds every variable the weights files hold.
         final = os.path.join(store.phase_dir(last), "final.weights.h5")
         log("evaluating the raw (not averaged) weights of the last step")
         model.load_weights(raw_path)
-        results["raw_weights"] = evaluate_model(model, cfg, spec, log=log)
+        raw_results = evaluate_model(model, cfg, spec, log=log)
         model.load_weights(final)
+    teacher = getattr(model, "teacher", None)
+    if teacher is not None:
+        if cfg.evaluate_teacher:
+            log("evaluating the EMA teacher")
+            results_teacher = evaluate_model(teacher.network, cfg, spec, log=log)
+        model.detach_teacher()  # the evaluated and exported network is the student
+    results = evaluate_model(model, cfg, spec, log=log)
+    results["selection"] = {"rule": cfg.select, "phase": last_phase,
+                            "selected": store.selected(last)}
+    if raw_results is not None:
+        results["raw_weights"] = raw_results
+    if teacher is not None and cfg.evaluate_teacher:
+        results["teacher"] = results_teacher
     results["timings_s"] = timings
     results["method"] = method.name
     results["main_task"] = cfg.main_task

@@ -55,7 +55,7 @@ def tiny_model():
 # Modules whose every test runs on each backend (make test-jax / test-torch).
 _MATRIX_MODULES = {"test_model", "test_layers", "test_losses", "test_methods", "test_metrics",
                    "test_adaptation", "test_subpixel", "test_efficientnet_lite",
-                   "test_depth", "test_batchnorm"}
+                   "test_depth", "test_batchnorm", "test_self_training"}
 _MATRIX_TESTS = {"test_train_evaluate_predict_end_to_end"}
 
 

@@ -28,6 +28,14 @@ def test_each_method_fits_a_tiny_batch(tiny_model, method):
     model = tiny_model()
     x, y = make_batch(seed=7)
     m = tada_keras.get_method(method)
+    if any(p.weights.uses_pseudo for p in m.phases):
+        from tada_keras.training.teacher import SelfTraining
+
+        # Self-training: the teacher's weak view (here the batch image itself); a faster
+        # teacher than the default m = 0.999, which would stay at the random
+        # initialisation over these 40 steps (the student is pulled towards it).
+        y["pseudo_weak"] = x.copy()
+        model.self_training = SelfTraining(momentum=0.9)
     ds = _dataset(x, y)
     lines = []
     histories = run_method(model, m, lambda p: ds, lambda p: 40,
@@ -41,8 +49,11 @@ def test_each_method_fits_a_tiny_batch(tiny_model, method):
     assert parse_phase_line("Epoch 1/3") is None
     for phase in m.phases:  # exactly the active loss groups are logged
         active = {g for g, w in phase.weights.as_dict().items() if w}
-        assert set(histories[phase.name].history) == {"loss"} | active
-    last = m.phases[-1]
+        kept = {"pseudo_kept"} if phase.weights.uses_pseudo else set()
+        assert set(histories[phase.name].history) == {"loss"} | active | kept
+    # Compared without the pseudo-label group (a fresh model has no teacher).
+    last = dataclasses.replace(m.phases[-1], weights=dataclasses.replace(
+        m.phases[-1].weights, target_main_pseudo=0.0))
     model.set_loss_weights(last.weights)
     after = float(keras.ops.convert_to_numpy(model.weighted_loss(y, model(x))[0]))
     fresh = tiny_model()
@@ -104,7 +115,7 @@ def test_method_table_matches_the_paper():
     w = {m: [p.weights.as_dict() for p in tada_keras.get_method(m, 0.5).phases]
          for m in tada_keras.METHOD_NAMES}
     assert w["baseline"] == [dict(source_main=1, source_anchor=0, target_anchor=0,
-                                  target_main=0)]
+                                  target_main=0, target_main_pseudo=0)]
     assert w["mtl_src"][0]["source_anchor"] == 0.5 and w["mtl_src"][0]["target_anchor"] == 0
     assert w["mtl_tgt"][0]["target_anchor"] == 0.5 and w["mtl_tgt"][0]["source_anchor"] == 0
     assert w["headfreeze"] == [w["mtl_src"][0], w["mtl_both"][0]]

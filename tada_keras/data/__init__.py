@@ -2,6 +2,7 @@
 
 from tada_keras.data.pipeline import (
                                       DataSpec,
+                                      PseudoViews,
                                       eval_dataset,
                                       load_split,
                                       mixed_train_dataset,
@@ -9,5 +10,5 @@ from tada_keras.data.pipeline import (
                                       prepare_example,
 )
 
-__all__ = ["DataSpec", "eval_dataset", "load_split", "mixed_train_dataset", "prepare_builder",
-           "prepare_example"]
+__all__ = ["DataSpec", "PseudoViews", "eval_dataset", "load_split", "mixed_train_dataset",
+           "prepare_builder", "prepare_example"]

@@ -48,6 +48,28 @@ class DataSpec:
     augment: str = "none"
 
 
+@dataclasses.dataclass(frozen=True)
+class PseudoViews:
+    """Self-training views of a target example (``tada_keras.training.teacher``).
+
+    The batch image of a target example becomes the **strong** view (the student's
+    input): the weak view, then ``photometric``'s four transforms with its ranges
+    (brightness ±0.2, contrast ±0.3, hue ±0.05, grayscale with p = 0.1) drawn
+    statelessly from the example's key (so the draws are paired across methods and
+    a resumed run draws the same), then, with ``mask_ratio`` > 0, MIC-style patch
+    masking: each ``patch_size`` × ``patch_size`` patch is set to 0 with probability
+    ``mask_ratio``. The **weak** view (the usual crop and colour shift) goes to
+    ``labels[PSEUDO_WEAK]`` for the teacher; with ``second_view`` a second colour shift
+    of the same crop to ``labels[PSEUDO_WEAK2]``. Source examples carry their own image
+    under both keys (no pseudo-label is computed for them). Pixels do not move, so every
+    label stays aligned with every view.
+    """
+
+    second_view: bool = False
+    mask_ratio: float = 0.0
+    patch_size: int = 32
+
+
 def photometric_layers(seed: int = 0) -> list:
     """The ``photometric`` augmentation: Keras 3 preprocessing layers on [0, 255] images
     (they run in tf.data whatever the Keras backend)."""
@@ -102,7 +124,8 @@ def _task(name):
 
 
 def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_anchor: bool,
-                    training: bool, seed=None, augment: list | None = None):
+                    training: bool, seed=None, augment: list | None = None,
+                    views: PseudoViews | None = None):
     """One TFDS example dict -> (image float32 [0, 255], labels dict).
 
     Each task decides what it reads (``Task.read_dense`` / ``make_labels``); this function
@@ -114,7 +137,7 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
     domain, example index), so two runs with one seed draw the same augmentation for the
     same example, whatever the parallelism); None draws from TensorFlow's stateful
     generator. The photometric layers always draw statefully (Keras's layers take no
-    per-call seed tensor).
+    per-call seed tensor). ``views``: the self-training views (``PseudoViews``).
     """
     from tada_keras.tasks.base import Geometry
 
@@ -134,6 +157,7 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
     else:
         offset = None
     if training:
+        unshifted = image
         image = _colour_shift(image, seed)
         for layer in augment or ():
             image = layer(image, training=True)
@@ -148,6 +172,8 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
         dense = {k: tf.image.resize(v, out, method="nearest") for k, v in dense.items()}
 
     labels = {}
+    if training and views is not None:
+        image, labels = _pseudo_views(image, unshifted, domain, views, seed)
     flags = {"main": use_main, "anchor": use_anchor}
     geometry = Geometry(image, offset)
     for role, task in tasks.items():
@@ -158,6 +184,45 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
         labels[f"{task.name}_present"] = present
     labels[C.DOMAIN] = tf.constant(domain, tf.int32)
     return image, labels
+
+
+def _fold(seed, stream: int):
+    return (None if seed is None
+            else tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), stream))
+
+
+def _pseudo_views(weak, unshifted, domain, views: PseudoViews, seed):
+    """(batch image, {PSEUDO_WEAK: ..., PSEUDO_WEAK2: ...}); see ``PseudoViews``."""
+    if domain != C.DOMAIN_TARGET:
+        return weak, {C.PSEUDO_WEAK: weak, **({C.PSEUDO_WEAK2: weak} if views.second_view
+                                              else {})}
+    labels = {C.PSEUDO_WEAK: weak}
+    if views.second_view:
+        labels[C.PSEUDO_WEAK2] = _colour_shift(unshifted, _fold(seed, 101))
+    return _strong_view(weak, views, _fold(seed, 102)), labels
+
+
+def _strong_view(image, views: PseudoViews, seed):
+    """The weak view with ``photometric``'s transforms (stateless draws) and patch masks."""
+    image = image + _uniform((), -0.2 * 255.0, 0.2 * 255.0, tf.float32, seed, 0)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    mean = tf.reduce_mean(image, axis=(0, 1), keepdims=True)
+    factor = _uniform((), 0.7, 1.3, tf.float32, seed, 1)
+    image = tf.clip_by_value((image - mean) * factor + mean, 0.0, 255.0)
+    image = tf.image.adjust_hue(image / 255.0, _uniform((), -0.05, 0.05, tf.float32, seed,
+                                                        2)) * 255.0
+    gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+    image = tf.where(_uniform((), 0.0, 1.0, tf.float32, seed, 3) < 0.1, gray, image)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    if views.mask_ratio > 0:
+        p = int(views.patch_size)
+        shape = tf.shape(image)
+        cells = (-(-shape[0] // p), -(-shape[1] // p))
+        drop = _uniform(tf.stack([cells[0], cells[1], 1]), 0.0, 1.0, tf.float32, seed, 4)
+        keep = tf.cast(drop >= views.mask_ratio, tf.float32)
+        keep = tf.repeat(tf.repeat(keep, p, axis=0), p, axis=1)[:shape[0], :shape[1]]
+        image = image * keep
+    return image
 
 
 def _random_crop(image, dense, size, seed):
@@ -210,10 +275,12 @@ def _uniform(shape, minval, maxval, dtype, seed, stream: int):
 def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
                         spec: DataSpec, batch_source: int, batch_target: int,
                         use_target_main: bool, use_anchor: bool, use_target_anchor: bool,
-                        seed: int = 0, shuffle_buffer: int = 512) -> tf.data.Dataset:
+                        seed: int = 0, shuffle_buffer: int = 512,
+                        views: PseudoViews | None = None) -> tf.data.Dataset:
     """Infinite dataset of mixed batches (source first, then target examples).
 
     ``target=None`` (methods that see no target image) gives source-only batches.
+    ``views``: self-training views (``PseudoViews``), None for other methods.
     """
     augment = photometric_layers(seed) if spec.augment != "none" else None
 
@@ -223,7 +290,7 @@ def mixed_train_dataset(source: tf.data.Dataset, target: tf.data.Dataset | None,
         def fn(index, ex):
             key = tf.stack([tf.constant(2 * seed + domain, tf.int64), index])
             return prepare_example(ex, spec, domain, use_main, anchor, training=True,
-                                   seed=key, augment=layers)
+                                   seed=key, augment=layers, views=views)
 
         return fn
 

@@ -185,6 +185,30 @@ class Task:
         prediction of the example; ``labels``: its labels at ground-truth resolution."""
         return []
 
+    # --- self-training (tada_keras.training.teacher; docs/self_training.md) ------------
+    def pseudo_reference(self, outputs: dict):
+        """Main task: a (B, h, w) float32 tensor of zeros at the resolution of its dense
+        output (the pseudo-labels' and masks' resolution)."""
+        raise ValueError(f"task {self.name!r} has no pseudo-labels (self-training needs a "
+                         "dense main task)")
+
+    def pseudo_labels(self, outputs: dict, keep) -> dict:
+        """Main task: the label dict (this task's own keys) that a teacher's ``outputs``
+        give, pixels where ``keep`` (B, h, w) is 0 or the prediction is not finite made
+        invalid, so ``loss_terms`` gives them weight 0."""
+        raise ValueError(f"task {self.name!r} has no pseudo-labels")
+
+    def view_agreement(self, outputs_a: dict, outputs_b: dict, settings):
+        """Main task: (B, h, w) bool, where two predictions of one image agree within
+        the task's tolerance (``settings``: ``training.teacher.SelfTraining``)."""
+        raise ValueError(f"task {self.name!r} has no view-consistency mask")
+
+    def anchor_agreement(self, y: dict, outputs: dict, settings):
+        """Anchor task: (B, h, w) bool at the main output's resolution (that of
+        ``outputs``' main prediction, read from its first dense output), where the
+        teacher's anchor prediction in ``outputs`` agrees with the anchor label in ``y``."""
+        raise ValueError(f"task {self.name!r} has no anchor-guided mask")
+
     def output_space(self, outputs: dict):
         """The task's output as an output-space (Tsai et al.) discriminator sees it."""
         raise ValueError(f"No output space is defined for main task {self.name!r}")

@@ -108,6 +108,24 @@ class DepthTask(Task):
         mean = ops.sum(d, axis=(1, 2), keepdims=True) / count
         return [(ops.square(d) - self.si_lambda * d * mean, weight, 1.0)]
 
+    # --- self-training ------------------------------------------------------------------
+    def pseudo_reference(self, outputs):
+        return ops.zeros_like(ops.cast(outputs["depth"], "float32")[..., 0])
+
+    def pseudo_labels(self, outputs, keep):
+        # Metres from the predicted log depth; 0 (invalid, the dataset convention) where
+        # not kept. Non-finite or out-of-range predictions are invalid by loss_terms' rule.
+        log_depth = ops.cast(outputs["depth"], "float32")[..., 0]
+        kept = keep > 0.5
+        safe = ops.where(kept, log_depth, ops.zeros_like(log_depth))
+        return {C.DEPTH: ops.where(kept, ops.exp(safe), ops.zeros_like(safe))}
+
+    def view_agreement(self, outputs_a, outputs_b, settings):
+        """|log d_a - log d_b| <= log(1 + ``settings.depth_tolerance``)."""
+        a = ops.cast(outputs_a["depth"], "float32")[..., 0]
+        b = ops.cast(outputs_b["depth"], "float32")[..., 0]
+        return ops.abs(a - b) <= float(np.log1p(settings.depth_tolerance))
+
     # --- data ---------------------------------------------------------------------------
     def read_dense(self, example):
         import tensorflow as tf

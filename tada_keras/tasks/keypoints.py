@@ -88,6 +88,26 @@ class KeypointsTask(Task):
         return [(heat_loss, heat_weight, self.heatmap_weight),
                 (depth_loss, visible, self.depth_weight)]
 
+    def anchor_agreement(self, y, outputs, settings):
+        """Pixels within ``settings.anchor_radius`` (normalised image units) of a
+        visible landmark whose teacher heatmap peaks within that radius of it."""
+        heat = ops.cast(outputs["keypoints_heatmap"], "float32")  # (B, h, w, K)
+        height, width = heat.shape[1], heat.shape[2]
+        points, visible = sanitize_keypoints(y[C.KEYPOINTS], y[C.KEYPOINTS_VISIBLE])
+        flat = ops.argmax(ops.reshape(ops.transpose(heat, (0, 3, 1, 2)),
+                                      (-1, heat.shape[3], height * width)), axis=-1)
+        py = (ops.cast(flat // width, "float32") + 0.5) / height
+        px = (ops.cast(flat % width, "float32") + 0.5) / width
+        radius2 = float(settings.anchor_radius) ** 2
+        located = (ops.square(px - points[..., 0]) + ops.square(py - points[..., 1])
+                   <= radius2)
+        agree = ops.logical_and(visible > 0.5, located)  # (B, K)
+        xs = (ops.cast(ops.arange(width), "float32") + 0.5)[None, None, :, None] / width
+        ys = (ops.cast(ops.arange(height), "float32") + 0.5)[None, :, None, None] / height
+        near = (ops.square(xs - points[:, None, None, :, 0])
+                + ops.square(ys - points[:, None, None, :, 1])) <= radius2
+        return ops.any(ops.logical_and(near, agree[:, None, None, :]), axis=-1)
+
     # --- data ---------------------------------------------------------------------------
     @classmethod
     def config_from_info(cls, info):

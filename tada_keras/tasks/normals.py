@@ -73,6 +73,19 @@ class NormalsTask(Task):
         loss = 1.0 - ops.sum(pred * gt, axis=-1)
         return [(loss, valid, 1.0)]
 
+    # --- self-training ------------------------------------------------------------------
+    def pseudo_reference(self, outputs):
+        return ops.zeros_like(ops.cast(outputs["normals"], "float32")[..., 0])
+
+    def pseudo_labels(self, outputs, keep):
+        # Unit normals; non-finite ones are made invalid by sanitize_normals in loss_terms.
+        return {C.NORMALS: normalize(outputs["normals"]), C.NORMALS_MASK: keep > 0.5}
+
+    def view_agreement(self, outputs_a, outputs_b, settings):
+        """The angle between the two unit normals is below ``settings.tau`` degrees."""
+        cos = ops.sum(normalize(outputs_a["normals"]) * normalize(outputs_b["normals"]), -1)
+        return cos > float(np.cos(np.radians(settings.tau)))
+
     # --- data ---------------------------------------------------------------------------
     def read_dense(self, example):
         import tensorflow as tf

@@ -57,6 +57,20 @@ class SegmentationTask(Task):
         loss = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
         return [(loss, ops.cast(valid, "float32"), 1.0)]
 
+    def anchor_agreement(self, y, outputs, settings):
+        """The teacher's most likely class is the labelled (non-void) class."""
+        logits = ops.cast(outputs["segmentation"], "float32")
+        labels = y[C.SEGMENTATION]
+        if len(labels.shape) == 4:
+            labels = labels[..., 0]
+        labels = resize_to(ops.cast(labels, "float32")[..., None], ops.shape(logits)[1],
+                           ops.shape(logits)[2], interpolation="nearest")[..., 0]
+        labels = ops.cast(labels, "int32")
+        valid = ops.logical_and(labels != self.ignore_label, labels >= 0)
+        valid = ops.logical_and(valid, labels < self.num_classes)
+        predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        return ops.logical_and(valid, predicted == labels)
+
     # --- data ---------------------------------------------------------------------------
     @classmethod
     def config_from_info(cls, info):

@@ -36,9 +36,32 @@ def balance_loss_weights(model, x, y, weights: LossWeights) -> LossWeights:
     return LossWeights(**balanced)
 
 
+def prepare_teacher(model, phase: Phase, steps: int | None = None) -> None:
+    """Self-training: attaches a mean teacher started from the model's current weights
+    when ``phase`` uses pseudo-labels (HeadFreeze-ST's phase 2: from phase 1's final
+    weights), with its ramp-up over ``model.self_training.rampup`` of ``steps``; detaches
+    it for a phase without. A teacher attached for this phase already is kept."""
+    if not hasattr(model, "attach_teacher"):
+        return
+    teacher = model.teacher
+    if not phase.weights.uses_pseudo:
+        if teacher is not None:
+            model.detach_teacher()
+        return
+    if teacher is not None and teacher.phase == phase.name:
+        return
+    settings = model.self_training
+    rampup = settings.rampup if settings is not None else 0.2
+    model.attach_teacher(settings, int(round(rampup * (steps or phase.steps or 0))),
+                         phase.name)
+
+
 def configure_phase(model, phase: Phase, optimizer: keras.optimizers.Optimizer,
-                    weights: LossWeights | None = None, jit_compile="auto") -> None:
-    """Prepares ``model`` for ``phase``: head trainability, loss weights, fresh compile.
+                    weights: LossWeights | None = None, jit_compile="auto",
+                    steps: int | None = None) -> None:
+    """Prepares ``model`` for ``phase``: head trainability, loss weights, the mean
+    teacher of a self-training phase (``prepare_teacher``, ``steps``: the phase's steps,
+    for its ramp-up), fresh compile.
 
     Freezing sets ``head.trainable = False``, which also puts the head's BatchNorm layers
     in inference mode (their moving statistics stay frozen). Keras requires a recompile
@@ -46,6 +69,7 @@ def configure_phase(model, phase: Phase, optimizer: keras.optimizers.Optimizer,
     of trainable variables (reusing the old one fails on JAX).
     """
     model.head.trainable = phase.head_trainable
+    prepare_teacher(model, phase, steps)
     model.set_loss_weights(weights or phase.weights)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
 
@@ -149,6 +173,7 @@ def run_method(model, method: Method, datasets: Callable[..., object],
         done = store.finished(phase)
         if done is not None:
             model.head.trainable = phase.head_trainable
+            prepare_teacher(model, phase, n)  # its weights are in the phase's final file
             store.load_finished(model, phase)
             results[phase.name] = done
             continue
@@ -157,13 +182,14 @@ def run_method(model, method: Method, datasets: Callable[..., object],
         dataset = (datasets(phase, skip_batches=start_epoch * per_epoch) if start_epoch
                    else datasets(phase))
         weights = phase.weights
+        prepare_teacher(model, phase, n)  # before balancing: L_Tp needs the teacher
         if balance:
             def measure(phase=phase):
                 x, y = next(iter(datasets(phase)))
                 return balance_loss_weights(model, x, y, phase.weights)
 
             weights = store.loss_weights(phase, measure)
-        configure_phase(model, phase, optimizer(phase), weights, jit_compile)
+        configure_phase(model, phase, optimizer(phase), weights, jit_compile, steps=n)
         epochs = n // per_epoch
         start_epoch = store.restore(model, phase)
         log(_phase_line(method, phase, weights, n, start_epoch, epochs))

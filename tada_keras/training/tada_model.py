@@ -32,6 +32,8 @@ def dtype_policy_scope(policy):
 
 # Key of the tapped features in the training outputs of a model with an adaptation.
 FEATURES = "_adaptation_features"
+# The self-training loss group (the teacher's pseudo-labels; training/teacher.py).
+PSEUDO_GROUP = "target_main_pseudo"
 
 
 @keras.saving.register_keras_serializable(package="tada_keras")
@@ -99,6 +101,10 @@ class TadaModel(keras.Model):
         self.group_trackers = {g: keras.metrics.Mean(name=g) for g in LOSS_GROUPS}
         # Unsupervised DA (tada_keras.adaptation): discriminators attached for training.
         self.adaptation = None
+        # Self-training (tada_keras.training.teacher): the mean teacher, attached for the
+        # phases whose loss weights use pseudo-labels, and its settings.
+        self.teacher = None
+        self.self_training = None
         # Not a list/dict/Layer: Keras saving must not walk the cached feature model.
         self._feature_cache = types.SimpleNamespace(levels=None, model=None)
 
@@ -133,11 +139,24 @@ class TadaModel(keras.Model):
         # Weights are compile-time constants of the traced step: force a retrace.
         self.train_function = self.test_function = None
 
-    def group_losses(self, y, y_pred, groups=LOSS_GROUPS):
-        """Returns {group: scalar loss} for the groups whose labels are in ``y``."""
+    def group_losses(self, y, y_pred, groups=LOSS_GROUPS, diagnostics=None):
+        """Returns {group: scalar loss} for the groups whose labels are in ``y``
+        (``target_main_pseudo``: when a teacher is attached and ``y`` holds its weak view;
+        its kept fraction goes to ``diagnostics["pseudo_kept"]`` if a dict is given)."""
         domain = ops.reshape(ops.cast(y[C.DOMAIN], "int32"), (-1,))
         losses = {}
         for group in groups:
+            if group == PSEUDO_GROUP:
+                if self.teacher is not None and C.PSEUDO_WEAK in y:
+                    from tada_keras.training.teacher import pseudo_loss
+
+                    teacher, teacher2 = self.teacher.predict_views(y)
+                    losses[group], kept = pseudo_loss(self.teacher.settings, self.main,
+                                                      self.anchor, y, y_pred, teacher,
+                                                      teacher2)
+                    if diagnostics is not None:
+                        diagnostics["pseudo_kept"] = kept
+                continue
             domain_name = group.split("_")[0]
             task = self._task(group)
             if task is None or not task.has_labels(y):
@@ -153,22 +172,56 @@ class TadaModel(keras.Model):
             losses[group] = total
         return losses
 
-    def weighted_loss(self, y, y_pred):
-        """Pure form of ``compute_loss``: returns (total, {group: loss}), no side effects."""
+    def weighted_loss(self, y, y_pred, diagnostics=None):
+        """Pure form of ``compute_loss``: returns (total, {group: loss}), no side effects
+        (the pseudo-label group's weight is μ times the teacher's ramp-up r(t))."""
         if not isinstance(y, dict) or C.DOMAIN not in y:
             raise ValueError("TadaModel expects labels as a dict with a 'domain' entry "
                              "(0 = source, 1 = target per example); see tada_keras.data.")
         active = [g for g in LOSS_GROUPS if self.loss_weights_map[g] != 0.0]
-        losses = self.group_losses(y, y_pred, active)
+        losses = self.group_losses(y, y_pred, active, diagnostics)
         missing = [g for g in active if g not in losses]
+        if PSEUDO_GROUP in missing:
+            raise ValueError(f"Loss group {PSEUDO_GROUP!r} is active but "
+                             + ("no teacher is attached (attach_teacher, or "
+                                "phases.configure_phase)" if self.teacher is None else
+                                f"the batch has no teacher view (labels[{C.PSEUDO_WEAK!r}]"
+                                ", see tada_keras.data.PseudoViews)"))
         if missing:
             keys = sorted({k for g in missing for k in self._task(g).label_keys})
             raise ValueError(f"Loss groups {missing} are active but the batch has no labels "
                              f"for them (expected keys {keys}).")
         total = ops.convert_to_tensor(0.0, "float32")
         for group, value in losses.items():
-            total = total + self.loss_weights_map[group] * value
+            weight = self.loss_weights_map[group]
+            if group == PSEUDO_GROUP:
+                weight = weight * self.teacher.ramp()
+            total = total + weight * value
         return total, losses
+
+    # --- Self-training (tada_keras.training.teacher) ------------------------------------
+
+    def attach_teacher(self, settings=None, rampup_steps: int = 0, phase: str = "") -> None:
+        """Attaches a mean teacher started from this model's current weights (its
+        variables join the model's non-trainable weights, checkpoints and
+        ``save_weights`` files). ``settings``: a ``training.teacher.SelfTraining``
+        (default: ``self.self_training`` or the defaults). Compile afterwards."""
+        from tada_keras.training.teacher import MeanTeacher, SelfTraining
+
+        settings = settings or self.self_training or SelfTraining()
+        if self.teacher is not None:
+            self.detach_teacher()
+        self.teacher = MeanTeacher(self, settings, rampup_steps, phase)
+        self.train_function = self.test_function = None
+
+    def detach_teacher(self) -> None:
+        """Removes the teacher (before exporting the network, or for a phase without
+        pseudo-labels)."""
+        if self.teacher is None:
+            return
+        self._tracker.untrack(self.teacher)
+        self.teacher = None
+        self.train_function = self.test_function = None
 
     # --- Unsupervised domain adaptation (tada_keras.adaptation) -------------------------
 
@@ -223,13 +276,13 @@ class TadaModel(keras.Model):
         the train step differentiates; see ``compute_loss``)."""
         return self._adversarial_loss(y, self._outputs_with_features(x, training), training)
 
-    def _adversarial_loss(self, y, y_pred, training):
+    def _adversarial_loss(self, y, y_pred, training, diagnostics=None):
         """``objective``: the scalar whose gradient is the network's update direction for
         the network's variables and the discriminators' for theirs (gradient reversal /
         stop-gradients route it); ``terms``: the network's loss value (task + λ ·
         adversarial), the loss groups and the adaptation's monitor values."""
         outputs = {k: v for k, v in y_pred.items() if k != FEATURES}
-        task, groups = self.weighted_loss(y, outputs)
+        task, groups = self.weighted_loss(y, outputs, diagnostics)
         terms = self.adaptation.objective(y_pred[FEATURES], outputs, y, training)
         for extra in self.losses:  # regularisers, if any
             task = task + ops.cast(extra, "float32")
@@ -237,23 +290,34 @@ class TadaModel(keras.Model):
                                                loss=task + terms["network_loss"])
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        diagnostics = {}
+        if training and self.teacher is not None:
+            # The EMA step from the student after the previous optimizer step (start of
+            # this step, DAFormer's order), then the teacher predicts for this step.
+            self.teacher.advance(self)
         if isinstance(y_pred, dict) and FEATURES in y_pred:
-            objective, terms = self._adversarial_loss(y, y_pred, training)
+            objective, terms = self._adversarial_loss(y, y_pred, training, diagnostics)
             for group, value in terms["groups"].items():
                 self.group_trackers[group].update_state(value)
+            self._log_diagnostics(diagnostics)
             self.adaptation.update_metrics(terms)
             # The logged loss is what the network pays (task + λ · adversarial); the
             # gradient is the objective's (the added constant has none).
             return objective + ops.stop_gradient(terms["loss"] - objective)
-        total, losses = self.weighted_loss(y, y_pred)
+        total, losses = self.weighted_loss(y, y_pred, diagnostics)
         # Under a TensorFlow strategy each replica holds its share of a group's loss
         # (see pooled_mean); the trackers average over replicas, so log share x replicas.
         replicas = backend.num_replicas()
         for group, value in losses.items():
             self.group_trackers[group].update_state(value * replicas)
+        self._log_diagnostics(diagnostics)
         for extra in self.losses:  # regularisers, if any (every replica adds its share)
             total = total + ops.cast(extra, "float32") / replicas
         return total
+
+    def _log_diagnostics(self, diagnostics):
+        if "pseudo_kept" in diagnostics and self.teacher is not None:
+            self.teacher.kept.update_state(diagnostics["pseudo_kept"])
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
