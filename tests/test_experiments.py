@@ -390,6 +390,23 @@ def test_study_table_reports_its_pre_registered_pairs(tmp_path):
         assert len(json.load(f)["paired"]) == 3
 
 
+def test_self_training_and_study_grade_tables_plan_their_runs(tmp_path):
+    plan = _plan("self_training", tmp_path, seeds=2)
+    configs = {r.row.key: r.config for r in plan.unique_runs() if r.seed == 1}
+    assert configs["headfreeze_st"].method == "headfreeze_st"
+    assert {configs[f"self_training_{m}"].pseudo_mask for m in
+            ("none", "consistency", "anchor", "both")} == {"none", "consistency", "anchor",
+                                                            "both"}
+    assert configs["self_training_anchor"].evaluate_teacher
+    grade = _plan("study_grade", tmp_path, seeds=1)
+    configs = {r.row.key: r.config for r in grade.unique_runs()}
+    assert configs["baseline_1thread"].intra_op_threads == 1
+    assert configs["baseline"].score_epochs and configs["baseline"].target_test_curve
+    momentum = _plan("study_grade_momentum", tmp_path, seeds=1)
+    assert sorted({r.config.ema_momentum for r in momentum.unique_runs()}) == [
+        0.99, 0.995, 0.999]
+
+
 def test_learning_curve_scales_the_steps():
     table = P.TABLES["learning_curve"]
     scales = sorted({r.steps_scale for r in table.rows})

@@ -232,6 +232,17 @@ TABLES = {t.name: t for t in (
            Row("headfreeze", "HeadFreeze (a)", HEADFREEZE.flags)) + _protocol_b_rows(),
           pairs=(("mtl_both", "baseline"), ("headfreeze", "mtl_both"),
                  ("headfreeze_b", "mtl_both_b"))),
+    # docs/self_training.md (issue 28, item 5): a first look at self-training per
+    # confidence mask, beside the methods it is compared with and composed with.
+    Table("self_training", "Self-training (mean teacher) per confidence mask, with MTL "
+          "(+both) and HeadFreeze",
+          (BASELINE,) + tuple(
+              Row(f"self_training_{mask}", f"Self-training, mask {mask}",
+                  _m("self_training", f"--pseudo_mask={mask}", "--evaluate_teacher"))
+              for mask in ("none", "consistency", "anchor", "both"))
+          + (MTL_BOTH, HEADFREEZE,
+             Row("headfreeze_st", "HeadFreeze + self-training (anchor mask)",
+                 _m("headfreeze_st", "--pseudo_mask=anchor", "--evaluate_teacher")))),
     # docs/study_grade.md: the noise floor, weight averaging and label-free selection.
     Table("study_grade_momentum", "Study-grade runs: the EMA momentum, chosen on seed 0's "
           "source val", _study_grade_momentum_rows()),
