@@ -75,10 +75,12 @@ class RunDirectory(PhaseStore):
             # history and any old checkpoint go with it, so nothing is counted twice).
             self.log(f"[{phase.name}] {done} is there but {final} is missing: training "
                      f"phase {phase.name} again from its start")
-            for name in ("DONE", "history.csv", "loss_weights.json"):
+            for name in ("DONE", "history.csv", "loss_weights.json", "target_test_curve.csv",
+                         "final.raw.weights.h5"):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(self._path(phase, name))
-            shutil.rmtree(self._path(phase, "backup"), ignore_errors=True)
+            for folder in ("backup", "selected"):  # --select starts over with it
+                shutil.rmtree(self._path(phase, folder), ignore_errors=True)
             return None
         with open(done) as f:
             return json.load(f).get("history", {})
