@@ -306,7 +306,9 @@ def test_averaging_and_selection_resume_bit_identically_after_kill(data_dir, tmp
     assert prints[0]["initial_weights"] == prints[1]["initial_weights"]
     # The history holds every epoch's label-free scores (averaged and raw weights).
     with open(os.path.join(clean, "phase_phase2", "DONE")) as f:
-        history = json.load(f)["history"]
+        done = json.load(f)
+    history = done["history"]
+    assert done["optimizer_steps"] == 12  # all of the phase's steps, whichever was selected
     assert len(history["val_target_anchor_miou"]) == 6
     assert len(history["raw_val_source_main_mean"]) == 6
     assert max(history["val_target_anchor_miou"]) == pytest.approx(selected["score"])

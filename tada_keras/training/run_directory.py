@@ -136,6 +136,9 @@ class RunDirectory(PhaseStore):
             with lent_weights(model, raw), atomic_path(self.raw_weights_path(phase),
                                                        ".weights.h5") as tmp:
                 model.save_weights(tmp)
+        # Read before a --select weights file (which holds the optimizer's variables of its
+        # epoch) replaces the weights: the phase ran all its steps.
+        steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         best = self.best(phase)
         selected = best.state() if best is not None else None
         if selected is not None:
@@ -148,8 +151,7 @@ class RunDirectory(PhaseStore):
                   _read_history(self.phase_dir(phase), history).items()}
         write_json(self._path(phase, "DONE"), {
             "history": logged, "seconds": seconds,
-            "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-            "selected": selected})
+            "optimizer_steps": steps, "selected": selected})
         if selected is not None:  # final.weights.h5 holds it now
             os.remove(best.weights_file())
         shutil.rmtree(self._checkpoint(phase).directory, ignore_errors=True)
