@@ -231,6 +231,27 @@ def recorded_identity(model_dir) -> dict | None:
     return saved.get("datasets") if isinstance(saved, dict) else None
 
 
+# The demo's comparison table (the README's normals table: its header predates the
+# tasks' column titles).
+_NORMALS_TITLES = {"mean": "mean °", "median": "median °", "rmse": "RMSE °"}
+
+
+def comparison_table(rows: dict[str, dict], task) -> str:
+    """Markdown table: one row per method, the main task's summary metrics (``task``'s
+    ``summary_keys``, else its columns; normals: the paper's columns plus 22.5°)."""
+    columns = {c.key: c for c in task.columns}
+    keys = task.summary_keys or tuple(columns)
+    titles = [(_NORMALS_TITLES.get(k) if task.name == "normals" else None)
+              or columns[k].title for k in keys]
+    lines = ["| method | " + " | ".join(titles) + " |",
+             "|---|" + "---:|" * len(keys)]
+    for name, r in rows.items():
+        t = r["target_test"]
+        lines.append(f"| {name} | " + " | ".join(f"{t[k]:.{columns[k].decimals}f}"
+                                                 for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def load_run(model_dir):
     """Returns (RunConfig, model) of a finished run."""
     import keras

@@ -485,8 +485,8 @@ def test_two_trainings_on_one_model_dir_the_second_is_refused_then_ctrl_c(data_d
     model_dir = str(tmp_path / "run")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     args = ["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
-            f"--data_dir={data_dir}", "--method=baseline", "--steps=400",
-            "--steps_per_epoch=2"]
+            f"--data_dir={data_dir}", "--method=baseline", "--steps=100000",
+            "--steps_per_epoch=2"]  # it must still train when Ctrl-C comes, however fast
     first = subprocess.Popen([sys.executable, "-m"] + args, cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

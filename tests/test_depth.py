@@ -254,7 +254,9 @@ def test_demo_compares_depth_runs_in_the_depth_columns(data_dir, tmp_path):
 
 
 def test_demo_table_of_normals_is_the_readme_table():
-    from tada_keras.demo import comparison_table
+    # From inference, not tada_keras.demo: importing a command's module defines its absl
+    # flags, and two commands' modules in one process clash.
+    from tada_keras.inference import comparison_table
 
     stats = {"mean": 42.781, "median": 39.244, "rmse": 50.049, "a11_25": 0.0991,
              "a22_5": 0.2789, "a30": 0.3831, "nonfinite_fraction": 0.0}
