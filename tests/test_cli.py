@@ -487,8 +487,12 @@ def test_two_trainings_on_one_model_dir_the_second_is_refused_then_ctrl_c(data_d
     args = ["tada_keras.train", f"--flagfile={TINY}", f"--model_dir={model_dir}",
             f"--data_dir={data_dir}", "--method=baseline", "--steps=100000",
             "--steps_per_epoch=2"]  # it must still train when Ctrl-C comes, however fast
+    # SIGINT back to its default in the child: a test run started in the background by a
+    # non-interactive shell inherits it ignored, and Python then never raises
+    # KeyboardInterrupt.
     first = subprocess.Popen([sys.executable, "-m"] + args, cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert _wait_for_epoch(model_dir, "train", 1, first), first.communicate()[1][-2000:]
         others = [subprocess.Popen([sys.executable, "-m"] + args + extra, cwd=ROOT, env=env,
