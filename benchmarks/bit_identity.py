@@ -33,7 +33,8 @@ _DUMP = """
 import json, sys
 import numpy as np
 import keras
-import tada_keras  # noqa: F401  (registers the serialisable classes)
+import tada_keras
+getattr(tada_keras, "register_serializables", lambda: None)()  # older trees import all eagerly
 model = keras.saving.load_model(sys.argv[1], compile=False)
 arrays = {f"{i:04d}:{v.path}": keras.ops.convert_to_numpy(v.value)
           for i, v in enumerate(model.weights)}

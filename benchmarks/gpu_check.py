@@ -39,7 +39,7 @@ def device() -> str:
                                "--format=csv,noheader"], capture_output=True, text=True)
         if proc.returncode == 0 and proc.stdout.strip():
             return "; ".join(ln.strip() for ln in proc.stdout.strip().splitlines())
-    from tada_keras.experiments.records import machine
+    from tada_keras.training.fingerprint import machine
 
     cpu = machine()
     return f"no GPU: {cpu['cpu']}, {cpu['logical_cpus']} logical CPUs"

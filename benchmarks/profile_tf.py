@@ -57,14 +57,14 @@ def parse_xspace(path: str) -> dict[str, float]:
 
 def child(args) -> dict:
     import keras
-    import numpy as np
     import tensorflow as tf
 
     sys.path.insert(0, ROOT)
     sys.path.insert(0, HERE)
+    from throughput import _synthetic_batch
+
     import tada_keras
     from tada_keras.training.phases import configure_phase
-    from throughput import _synthetic_batch
 
     keras.config.set_dtype_policy(args.policy)
     keras.utils.set_random_seed(0)

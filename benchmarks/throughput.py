@@ -93,7 +93,7 @@ def _peak_accelerator_mb(spec) -> float | None:
     """Peak GPU/TPU memory of this row's process (None on a CPU)."""
     if spec["kind"] not in ("keras", "twin"):
         return None
-    from tada_keras.training.backend import peak_accelerator_memory_mb
+    from tada_keras.backend import peak_accelerator_memory_mb
 
     return peak_accelerator_memory_mb()
 

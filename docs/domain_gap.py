@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from tada_keras.experiments.records import commit, machine
+from tada_keras.training.fingerprint import commit, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "docs", "results", "domain_gap")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from tada_keras.methods import METHOD_NAMES, get_method
-from tada_keras.training import backend
+from tada_keras import backend
+from tada_keras.methods import METHOD_NAMES, Method, get_method
 
 # Layer policies of --dtype_policy. mixed_float16 (GPU) would need loss scaling around the
 # DA optimizer and is not offered until it is tested.
@@ -311,7 +311,7 @@ class RunConfig:
         """The method of this run, resolved once: its phases with their loss weights
         (λ = ``anchor_weight``) and their share of ``steps`` (``phase_steps``). Written
         into ``config.json`` as ``resolved_method``; the harness, reports and figures read
-        it from there (``tada_keras.methods.method_of_config``)."""
+        it from there (``method_of_config``)."""
         method = get_method(self.method, self.anchor_weight, self.pseudo_weight)
         return method.with_steps(self.phase_steps(method))
 
@@ -500,3 +500,12 @@ def settings_diff(previous: dict, current: dict) -> list[str]:
         elif a != b:
             diff.append(key)
     return diff
+
+
+def method_of_config(config: dict) -> Method:
+    """The resolved method of a run from its ``config.json`` dict; runs written before
+    ``resolved_method`` existed are resolved from their settings (the same rule)."""
+    if "resolved_method" in config:
+        return Method.from_dict(config["resolved_method"])
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in config.items() if k in known}).resolved_method()

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+import tada_keras
 from tada_keras import conventions as C
 from tada_keras import metrics as M
 from tada_keras.config import RunConfig
@@ -273,7 +274,7 @@ def load_run(model_dir):
     except ValueError as err:
         raise ValueError(f"{config_path} is damaged ({err}); it is written by "
                          "tada_keras.train, re-run that command to restore it") from None
-    import tada_keras  # noqa: F401  (registers the serialisable classes)
+    tada_keras.register_serializables()
 
     try:
         # compile=False: inference needs no optimizer (loading its slots into an unbuilt

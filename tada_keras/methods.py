@@ -103,17 +103,6 @@ class Method:
             for p in data["phases"]), data.get("description", ""))
 
 
-def method_of_config(config: dict) -> Method:
-    """The resolved method of a run from its ``config.json`` dict; runs written before
-    ``resolved_method`` existed are resolved from their settings (the same rule)."""
-    if "resolved_method" in config:
-        return Method.from_dict(config["resolved_method"])
-    from tada_keras.config import RunConfig
-
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in config.items() if k in known}).resolved_method()
-
-
 def _mtl(anchor_weight, src=False, tgt=False, tgt_main=False, pseudo=0.0):
     return LossWeights(source_main=1.0,
                        source_anchor=anchor_weight if src else 0.0,

@@ -29,8 +29,10 @@ import re
 
 import keras
 
+from tada_keras import backend
 from tada_keras import conventions as C
 from tada_keras.atomic import atomic_path, write_json
+from tada_keras.backend import set_global_determinism
 from tada_keras.config import (  # noqa: F401  (re-exported: the API before the split)
     _PATH_SETTINGS,
     DTYPE_POLICIES,
@@ -51,8 +53,7 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     predict_normals,
     predict_padded,
 )
-from tada_keras.training import backend, run_lock
-from tada_keras.training.backend import set_global_determinism
+from tada_keras.training import run_lock
 from tada_keras.training.phases import run_method
 from tada_keras.training.run_directory import RunDirectory, _read_history  # noqa: F401
 from tada_keras.training.run_log import GlobalStepTensorBoard, RunLog, write_figure_images
@@ -385,8 +386,8 @@ def write_fingerprints(cfg, method, spec, model_dir, initial_weights) -> None:
     """``model_dir/fingerprints.json`` (once, before the first step): the initial weights'
     and the first training batches' digests, the datasets' identity, the software and the
     machine (``training/fingerprint.py``); the harness copies it into the run record."""
-    from tada_keras.experiments.records import commit, machine
     from tada_keras.training import fingerprint as F
+    from tada_keras.training.fingerprint import commit, machine
 
     path = os.path.join(model_dir, "fingerprints.json")
     first = next(p for p in method.phases if method.steps[p.name])

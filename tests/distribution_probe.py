@@ -51,7 +51,7 @@ def train(distribution):
     import keras
 
     import tada_keras
-    from tada_keras.training import backend
+    from tada_keras import backend
     from tada_keras.training.phases import configure_phase
 
     class StepLogs(keras.callbacks.Callback):

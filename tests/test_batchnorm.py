@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
+from tada_keras.backend import value_and_gradients
 from tada_keras.layers import BatchNormalization, fuse_batchnorm
-from tada_keras.training.backend import value_and_gradients
 
 TF = keras.config.backend() == "tensorflow"
 tf_only = pytest.mark.skipif(not TF, reason="the fused kernel is TensorFlow's")

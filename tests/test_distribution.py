@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from tada_keras import backend as tada_backend
 from tada_keras.run import RunConfig, validate
-from tada_keras.training import backend as tada_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -505,7 +505,7 @@ def test_study_runs_of_one_seed_are_paired_same_initial_weights_and_data_order(d
     augmentation (what a run does before training: seed, build, first phase's dataset);
     another seed differs."""
     from tada_keras import run as R
-    from tada_keras.training.backend import set_global_determinism
+    from tada_keras.backend import set_global_determinism
 
     plan = P.make_plan("study_pretrained", TINY, 2, str(tmp_path / "out"), data_dir=data_dir)
     keys = ("baseline", "baseline", "mtl_both", "headfreeze")  # baseline twice: repeatable

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 
+from tada_keras.backend import value_and_gradients
 from tada_keras.layers import GradientReversal
 from tada_keras.layers.gradient_reversal import dann_lambda
-from tada_keras.training.backend import value_and_gradients
 
 
 def test_forward_is_exact_identity():

@@ -6,7 +6,7 @@ import pytest
 from conftest import make_batch
 
 from tada_keras import LossWeights
-from tada_keras.training.backend import value_and_gradients
+from tada_keras.backend import value_and_gradients
 
 ALL = LossWeights(source_main=1.0, source_anchor=0.5, target_anchor=0.7, target_main=0.3)
 

@@ -168,7 +168,7 @@ def test_dtype_policy_flag_builds_the_run_model_in_bf16_and_restores_the_policy(
     ({"avx2", "avx512f", "avx512_bf16"}, "AVX512-BF16 but no AMX"),
     ({"avx512_bf16", "amx_bf16", "amx_tile"}, None)])
 def test_a_bf16_policy_warns_on_a_cpu_where_it_is_slower(monkeypatch, flags, expected):
-    from tada_keras.training import backend
+    from tada_keras import backend
 
     monkeypatch.setattr(backend, "cpu_flags", lambda: flags)
     monkeypatch.setattr(backend, "accelerator_visible", lambda: False)
@@ -212,8 +212,8 @@ def test_a_bf16_run_reloads_in_bf16_with_the_same_predictions(monkeypatch, tmp_p
 
 
 def test_resolved_method_carries_steps_and_round_trips_through_config_json():
-    from tada_keras.config import RunConfig
-    from tada_keras.methods import Method, method_of_config
+    from tada_keras.config import RunConfig, method_of_config
+    from tada_keras.methods import Method
 
     cfg = RunConfig(model_dir="unused", method="headfreeze", steps=300, phase1_fraction=0.2,
                     steps_per_epoch=10, anchor_weight=0.5)

@@ -14,7 +14,7 @@ from conftest import NUM_CLASSES, make_batch, random_normals
 
 import tada_keras
 from tada_keras import conventions as C
-from tada_keras.training.backend import value_and_gradients
+from tada_keras.backend import value_and_gradients
 from tada_keras.training.phases import configure_phase, run_method
 from tada_keras.training.teacher import SelfTraining, network_variables, pseudo_loss
 

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "benchmarks"))
 from subpixel import SubpixelConv2DTranspose
 
-from tada_keras.training.backend import value_and_gradients
+from tada_keras.backend import value_and_gradients
 
 
 def _pair(filters, kernel, stride, channels, seed):

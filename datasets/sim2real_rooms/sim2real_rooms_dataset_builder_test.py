@@ -302,14 +302,3 @@ def test_architecture_gives_layout_classes_several_orientations(monkeypatch):
     assert (np.abs(floor[:, 1]) < 0.1).mean() > 0.003
     assert ((np.abs(wall[:, 0]) > 0.3) & (np.abs(wall[:, 2]) > 0.3)).mean() > 0.01  # corners
     assert (ceiling[:, 1] > -0.95).mean() > 0.01  # beam sides and slopes
-
-
-def test_per_class_errors_are_class_means():
-    from . import per_class
-
-    angles = np.array([10.0, 20.0, 30.0, 5.0])
-    seg = np.array([g.FLOOR, g.FLOOR, g.WALL, g.FLOOR])
-    out = per_class.per_class_errors(angles, seg)
-    assert out.shape == (g.NUM_CLASSES,)
-    assert out[g.FLOOR] == pytest.approx(35.0 / 3) and out[g.WALL] == 30.0
-    assert np.isnan(out[g.CEILING])

@@ -155,7 +155,7 @@ class PhaseCurve:
 
 def read_curves(model_dir: str) -> list[PhaseCurve]:
     """A finished run's per-phase ``history.csv`` files, on one training-step axis."""
-    from tada_keras.methods import method_of_config
+    from tada_keras.config import method_of_config
 
     with open(os.path.join(model_dir, "config.json")) as f:
         cfg = json.load(f)

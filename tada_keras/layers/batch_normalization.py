@@ -108,7 +108,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
                                  f"fused kernel cannot apply: {reason}.")
             return super().call(inputs, training=training, mask=mask)
 
-        from tada_keras.training.backend import fused_batch_norm
+        from tada_keras.backend import fused_batch_norm
 
         train = bool(training) and self.trainable
         channels = inputs.shape[-1]

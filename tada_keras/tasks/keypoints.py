@@ -131,7 +131,7 @@ class KeypointsTask(Task):
 
 
 class _KeypointEvaluator:
-    """NME (``metrics.keypoint_nme``: mean 2D error of the visible keypoints over the
+    """NME (``keypoint_nme`` below: mean 2D error of the visible keypoints over the
     square root of their bounding box's area, averaged over images with >= 2 visible
     keypoints) of the heatmaps' peaks, located in normalised image coordinates."""
 
@@ -146,14 +146,12 @@ class _KeypointEvaluator:
         self.visible.append(np.asarray(labels[C.KEYPOINTS_VISIBLE], bool))
 
     def result(self):
-        from tada_keras import metrics as M
-
         if not self.pred:
             return {}
         visible = np.concatenate(self.visible)
         if not (visible.sum(-1) >= 2).any():
             return {}
-        return {"nme": M.keypoint_nme(np.concatenate(self.pred), np.concatenate(self.gt),
+        return {"nme": keypoint_nme(np.concatenate(self.pred), np.concatenate(self.gt),
                                       visible)}
 
 
@@ -229,3 +227,22 @@ def gaussian_heatmaps(points, height, width, sigma):
     py = points[:, None, None, :, 1] * ops.cast(height, "float32")
     dist2 = ops.square(xs - px) + ops.square(ys - py)
     return ops.exp(-dist2 / (2.0 * sigma * sigma))
+
+
+def keypoint_nme(pred, gt, visible) -> float:
+    """Mean 2D error of visible keypoints / sqrt(area of the GT keypoints' bounding box).
+
+    ``pred`` and ``gt`` are (N, K, >=2) in the same units; ``visible`` is (N, K).
+    """
+    pred, gt = np.asarray(pred, np.float64)[..., :2], np.asarray(gt, np.float64)[..., :2]
+    visible = np.asarray(visible, bool)
+    errors = []
+    for p, g, v in zip(pred, gt, visible):
+        if v.sum() < 2:
+            continue
+        span = g[v].max(0) - g[v].min(0)
+        scale = np.sqrt(max(span[0] * span[1], 1e-12))
+        errors.append(np.linalg.norm(p[v] - g[v], axis=-1).mean() / scale)
+    if not errors:
+        raise ValueError("keypoint_nme: no image with >= 2 visible keypoints")
+    return float(np.mean(errors))

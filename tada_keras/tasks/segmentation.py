@@ -116,20 +116,16 @@ class _SegmentationEvaluator:
         self.confusion = None
 
     def update(self, outputs, labels):
-        from tada_keras import metrics as M
-
         if "segmentation" not in outputs:
             return
         gt = labels[C.SEGMENTATION]
         pred = keras.ops.convert_to_numpy(keras.ops.image.resize(
             outputs["segmentation"], gt.shape[1:3], interpolation="bilinear"))
-        cm = M.confusion_matrix(pred.argmax(-1), gt, self.num_classes)
+        cm = confusion_matrix(pred.argmax(-1), gt, self.num_classes)
         self.confusion = cm if self.confusion is None else self.confusion + cm
 
     def result(self):
-        from tada_keras import metrics as M
-
-        return {} if self.confusion is None else {"miou": M.mean_iou(self.confusion)}
+        return {} if self.confusion is None else {"miou": mean_iou(self.confusion)}
 
 
 def class_centroids(features: np.ndarray, segmentation: np.ndarray,
@@ -156,3 +152,24 @@ def class_centroids(features: np.ndarray, segmentation: np.ndarray,
     np.add.at(weights, (index, cell[keep]), 1.0)
     sums = weights @ features.reshape(h * w, d).astype(np.float64)
     return {int(c): sums[i] / weights[i].sum() for i, c in enumerate(classes)}
+
+
+def confusion_matrix(pred_labels, gt_labels, num_classes, ignore_label=0):
+    """(num_classes, num_classes) counts, rows = ground truth, void pixels skipped."""
+    gt = np.asarray(gt_labels).reshape(-1).astype(np.int64)
+    pred = np.asarray(pred_labels).reshape(-1).astype(np.int64)
+    keep = (gt != ignore_label) & (gt >= 0) & (gt < num_classes)
+    return np.bincount(gt[keep] * num_classes + pred[keep],
+                       minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def mean_iou(confusion, ignore_label=0) -> float:
+    """Mean IoU over classes that occur in the ground truth (void excluded)."""
+    confusion = np.asarray(confusion, np.float64)
+    tp = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = confusion.sum(1) > 0
+    present[ignore_label] = False
+    if not present.any():
+        raise ValueError("mean_iou: no labelled pixels")
+    return float(np.mean(tp[present] / union[present]))

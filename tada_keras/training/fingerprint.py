@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
+import platform
+import subprocess
 
 import numpy as np
 
+# the repository of this source tree (its commit is a run record's)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIBRARIES = ("keras", "tensorflow", "tensorflow-datasets", "numpy", "jax", "jaxlib", "torch")
 
 
@@ -69,3 +74,23 @@ def dataset_identity(info) -> dict:
     return {"name": info.name, "config": getattr(info, "config_name", None) or None,
             "version": str(info.version),
             "splits": {name: int(split.num_examples) for name, split in info.splits.items()}}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "system": platform.platform(),
+            "python": platform.python_version()}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

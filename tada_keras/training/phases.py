@@ -11,8 +11,8 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
+from tada_keras import backend
 from tada_keras.methods import LossWeights, Method, Phase
-from tada_keras.training import backend
 
 
 def balance_loss_weights(model, x, y, weights: LossWeights) -> LossWeights:

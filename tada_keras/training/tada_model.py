@@ -8,11 +8,11 @@ import types
 import keras
 from keras import ops
 
+from tada_keras import backend
 from tada_keras import conventions as C
 from tada_keras.methods import LOSS_GROUPS, LossWeights
 from tada_keras.models import build_tada_graph
 from tada_keras.tasks import get_task
-from tada_keras.training import backend
 
 
 @contextlib.contextmanager

@@ -1,12 +1,12 @@
 """Per-class angular error of trained networks and of the label-free predictors.
 
-    python -m tada_datasets.sim2real_rooms.per_class --model_dirs=runs/demo/baseline \
+    python -m tada_keras.experiments.per_class --model_dirs=runs/demo/baseline \
         [--split=target_test] [--data_dir=.tfds]
 
 For each class of the split: its share of the valid pixels, the mean angular error of the
-constant and reference predictors (see ``measure``) and of each network. It says *where*
-a network loses to "ground-truth segmentation -> class-mean source normal", i.e. where the
-benchmark's anchor is (too) informative about the main task.
+constant and reference predictors (see ``sim2real_rooms.measure``) and of each network.
+It says *where* a network loses to "ground-truth segmentation -> class-mean source
+normal", i.e. where the benchmark's anchor is (too) informative about the main task.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 
 import numpy as np
 
-from . import generator, measure
-from .sim2real_rooms_dataset_builder import Builder
+from tada_datasets.sim2real_rooms import generator, measure
+from tada_datasets.sim2real_rooms.sim2real_rooms_dataset_builder import Builder
 
 
 def per_class_errors(angles: np.ndarray, seg: np.ndarray) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""The layering of docs/architecture.md is a checked contract (issue 31).
+
+``pyproject.toml``'s ``[tool.importlinter]`` declares the layers; ``lint-imports`` must keep
+them (an upward import or a cycle between layers fails here, and so in CI). A TFDS builder
+loads only ``tada_keras.conventions``; the package's top-level names load lazily.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from importlinter import cli as importlinter_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYPROJECT = os.path.join(ROOT, "pyproject.toml")
+
+
+def _lint_imports(pythonpath: str | None = None) -> subprocess.CompletedProcess:
+    # The packages are found on the path: PYTHONPATH (and the working directory) first.
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    code = (f"import sys; from {importlinter_cli.__name__} import lint_imports; "
+            "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))")
+    return subprocess.run([sys.executable, "-c", code, PYPROJECT], capture_output=True,
+                          text=True, env=env, cwd=pythonpath or ROOT, timeout=300)
+
+
+def test_import_contracts_hold():
+    result = _lint_imports()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path):
+    # A copy of the package where a task imports the trainer (tasks sit below training).
+    shutil.copytree(os.path.join(ROOT, "tada_keras"), tmp_path / "tada_keras",
+                    ignore=shutil.ignore_patterns("__pycache__", "configs"))
+    os.symlink(os.path.join(ROOT, "datasets"), tmp_path / "tada_datasets")
+    base = tmp_path / "tada_keras" / "tasks" / "base.py"
+    base.write_text(base.read_text() + "\n\ndef _upward():\n"
+                    "    from tada_keras.training import tada_model  # noqa: F401\n")
+    result = _lint_imports(str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "tada_keras.tasks.base -> tada_keras.training.tada_model" in result.stdout
+    assert "BROKEN" in result.stdout
+
+
+def _loaded_after(statement: str) -> list[str]:
+    """The tada_keras modules a fresh interpreter has loaded after ``statement``."""
+    code = (f"import sys\n{statement}\n"
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('tada_keras'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True, timeout=300).stdout.split()
+    return out[-1].split(",")
+
+
+@pytest.mark.parametrize("builder", [
+    "sim2real_rooms.sim2real_rooms_dataset_builder",
+    "nyu_depth_v2_normals.nyu_depth_v2_normals_dataset_builder",
+    "facewarehouse.facewarehouse_dataset_builder",
+])
+def test_a_builder_loads_only_the_conventions(builder):
+    assert _loaded_after(f"import tada_datasets.{builder}") == [
+        "tada_keras", "tada_keras.conventions"]
+
+
+def test_top_level_names_load_lazily():
+    import tada_keras
+    from tada_keras.methods import get_method
+    from tada_keras.training import TadaModel
+
+    assert tada_keras.TadaModel is TadaModel and tada_keras.get_method is get_method
+    assert {"TadaModel", "build_model", "metrics"} <= set(dir(tada_keras))
+    with pytest.raises(AttributeError, match="no attribute 'bogus'"):
+        tada_keras.bogus  # noqa: B018
+    assert _loaded_after("import tada_keras") == ["tada_keras"]
+
+
+def test_register_serializables_names_every_registering_module():
+    import tada_keras
+
+    registering = set()
+    for folder, _, files in os.walk(os.path.join(ROOT, "tada_keras")):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path) as f:
+                tree = ast.parse(f.read())
+            if any(isinstance(n, ast.Attribute) and n.attr == "register_keras_serializable"
+                   for n in ast.walk(tree)):
+                module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                registering.add(module.removesuffix(".__init__"))
+    assert registering == set(tada_keras._SERIALIZABLES)
+
+
+def test_per_class_errors_are_class_means():
+    from tada_datasets.sim2real_rooms import generator as g
+    from tada_keras.experiments import per_class
+
+    angles = np.array([10.0, 20.0, 30.0, 5.0])
+    seg = np.array([g.FLOOR, g.FLOOR, g.WALL, g.FLOOR])
+    out = per_class.per_class_errors(angles, seg)
+    assert out.shape == (g.NUM_CLASSES,)
+    assert out[g.FLOOR] == pytest.approx(35.0 / 3) and out[g.WALL] == 30.0
+    assert np.isnan(out[g.CEILING])
