@@ -70,9 +70,8 @@ def main(argv):
     task = get_task(base.main_task)
     table = comparison_table(rows, task)
     minutes = (time.time() - start) / 60
-    what = ("pooled angular error" if task.name == "normals" else
-            f"pooled {task.name} metrics ({task.caption_note})")
-    text = (f"Target test ({base.target_dataset}:{base.target_test_split}), {what}; "
+    text = (f"Target test ({base.target_dataset}:{base.target_test_split}), "
+            f"{task.metrics_title}; "
             f"{minutes:.1f} min of training and evaluation.\n\n{table}\n")
     from tada_keras.atomic import write_text
 

@@ -22,8 +22,9 @@ from tada_keras.config import RunConfig
 def data_spec(cfg: RunConfig, model):
     from tada_keras.data import DataSpec
 
-    del model  # the tasks read their labels themselves (Task.read_dense / make_labels)
-    return DataSpec(main_task=cfg.main_task, anchor_task=cfg.anchor_task,
+    # The model's configured tasks read and make their labels (Task.read_dense /
+    # make_labels), never default-configured ones of the same name.
+    return DataSpec(main_task=model.main, anchor_task=model.anchor,
                     crop_size=cfg.crop_size, image_size=cfg.image_size,
                     augment=cfg.augment)
 
@@ -32,13 +33,6 @@ def predict_main(model, images, size=None):
     """The main task's prediction of a batch of images of any size (its ``postprocess``:
     unit normals, depth in metres), at 1/2 input size or resized to ``size`` = (H, W)."""
     return model.main.postprocess(predict_padded(model, images), size)
-
-
-def predict_normals(model, images):
-    """Unit normals (B, h, w, 3) at 1/2 input size (``predict_main`` of a normals model)."""
-    if model.main.name != "normals":
-        raise ValueError(f"this run's main task is {model.main.name!r}, not normals")
-    return predict_main(model, images)
 
 
 NETWORK_STRIDE = 32  # the encoder's total down-sampling: inputs are a multiple of it

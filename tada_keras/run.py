@@ -50,7 +50,6 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     evaluate_model,
     load_run,
     predict_main,
-    predict_normals,
     predict_padded,
 )
 from tada_keras.training import run_lock

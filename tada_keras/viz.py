@@ -12,9 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from tada_keras import conventions as C
 from tada_keras.atomic import atomic_path
-from tada_keras.tasks.normals import angular_error_map, normals_to_rgb  # noqa: F401
 
 
 def show_panel(ax, panel: dict):
@@ -51,14 +49,6 @@ def task_figure(task, images, labels: dict, predictions, path, title=""):
         fig.colorbar(artist, ax=axes[row, :].tolist(), shrink=0.8, label=label)
     fig.suptitle(title)
     _save(fig, path)
-
-
-def qualitative_figure(images, gts, masks, preds, path, title=""):
-    """Normals: rows input, ground truth, prediction, angular error (degrees)."""
-    from tada_keras.tasks import get_task
-
-    task_figure(get_task("normals"), images, {C.NORMALS: gts, C.NORMALS_MASK: masks},
-                preds, path, title)
 
 
 def training_curves(histories: dict, path):

@@ -111,3 +111,40 @@ def test_per_class_errors_are_class_means():
     assert out.shape == (g.NUM_CLASSES,)
     assert out[g.FLOOR] == pytest.approx(35.0 / 3) and out[g.WALL] == 30.0
     assert np.isnan(out[g.CEILING])
+
+
+def test_the_pipeline_makes_labels_with_the_models_configured_task():
+    # A run's DataSpec holds the model's Task instances (inference.data_spec), so labels
+    # come from the configured task, not from a default-configured one of the same name.
+    import tensorflow as tf
+
+    from tada_keras import conventions as C
+    from tada_keras.data.pipeline import DataSpec, prepare_example
+    from tada_keras.inference import data_spec
+    from tada_keras.tasks.depth import DepthTask
+    from tada_keras.training import build_model
+
+    class CappedDepth(DepthTask):  # labels depend on the task's config
+        def make_labels(self, example, dense, geometry):
+            return {C.DEPTH: tf.minimum(dense[C.DEPTH][..., 0], self.max_depth)}
+
+    example = {C.IMAGE: tf.zeros((8, 8, 3), tf.uint8),
+               C.DEPTH: tf.fill((8, 8), 7.0)}
+    spec = DataSpec(main_task=CappedDepth(max_depth=5.0), anchor_task=None, label_scale=1.0)
+    _, labels = prepare_example(example, spec, C.DOMAIN_SOURCE, True, False, training=False)
+    assert float(tf.reduce_max(labels[C.DEPTH])) == 5.0
+    by_name = DataSpec(main_task="depth", anchor_task=None)  # a user script's shorthand
+    assert isinstance(by_name.main_task, DepthTask) and by_name.main_task.max_depth == 10.0
+
+    model = build_model(main_task="depth", anchor_task="segmentation", backbone="tiny",
+                        decoder_channels=8, main_config={"max_depth": 4.0},
+                        anchor_config={"num_classes": 3})
+    spec = data_spec(_Settings(), model)
+    assert spec.main_task is model.main and spec.anchor_task is model.anchor
+    assert spec.main_task.max_depth == 4.0
+
+
+class _Settings:
+    crop_size = None
+    image_size = None
+    augment = "none"

@@ -53,14 +53,6 @@ def parse_levels(text, method: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))  # drop repeats, keep the order
 
 
-def output_space(outputs: dict, task: str):
-    """The main task's prediction as the output-space discriminator sees it (the task's
-    ``output_space``: unit normals, class probabilities, log depth)."""
-    from tada_keras.tasks import get_task
-
-    return get_task(task).output_space(outputs)
-
-
 class LastValue(keras.metrics.Metric):
     """The value of the last ``update_state`` (a metric, so its state is threaded through
     every backend's compiled train step like the other trackers')."""
@@ -92,7 +84,8 @@ class DomainAdversarial(keras.layers.Layer):
     Args:
         method: ``"dann"`` or ``"tsai"``.
         level_channels: {level: channels} of the discriminated features, in order.
-        output_task: the main task (for the ``out`` level's output space).
+        output_task: the main task's name, recorded in the layer's config (the objective
+            uses the configured ``Task`` the model passes to it).
         weight: maximum λ.
         schedule: ``"constant"`` or ``"ramp"`` (2/(1+exp(-γp))-1 after the warm-up).
         gamma: γ of the ramp.
@@ -102,8 +95,8 @@ class DomainAdversarial(keras.layers.Layer):
         disc_layers / disc_filters / disc_batchnorm / disc_noise: ``PatchDiscriminator``
             settings.
         label_noise: noise on the discriminator's real/fake labels.
-        mask_outside: zero the discriminators' inputs where ``labels["normals_mask"]`` is
-            False (the paper zeroes everything outside the face region for faces).
+        mask_outside: zero the discriminators' inputs outside the main task's
+            ``valid_region`` (the paper zeroes everything outside the face region for faces).
         seed: seed of the label noise.
 
     Example:
@@ -119,7 +112,7 @@ class DomainAdversarial(keras.layers.Layer):
     """
 
     def __init__(self, method: str = "dann", level_channels: dict | None = None,
-                 output_task: str = "normals", weight: float = 1.0,
+                 output_task: str | None = None, weight: float = 1.0,
                  schedule: str = "constant", gamma: float = 10.0, warmup_steps: int = 0,
                  total_steps: int = 1, disc_layers: int = 5, disc_filters: int = 64,
                  disc_batchnorm: bool = False, disc_noise: float = 0.0,
@@ -164,13 +157,17 @@ class DomainAdversarial(keras.layers.Layer):
         # there and keeps them out of the epoch logs).
         self.latest = {k: LastValue(name=f"{k}_latest") for k in MONITOR_KEYS}
 
-    def objective(self, features: dict, outputs: dict, y: dict, training: bool = True):
+    def objective(self, features: dict, outputs: dict, y: dict, main_task,
+                  training: bool = True):
         """Adversarial terms of one training step; advances the step counter.
 
         Args:
             features: {level: (B, h, w, C)} tapped features (``TadaModel.feature_model``).
             outputs: the network's outputs dict (for the ``out`` level).
-            y: the batch labels (``"domain"``; ``"normals_mask"`` if ``mask_outside``).
+            y: the batch labels (``"domain"``; the main task's validity mask if
+                ``mask_outside``).
+            main_task: the model's configured main ``Task``: the ``out`` level sees its
+                ``output_space``, ``mask_outside`` uses its ``valid_region``.
         Returns:
             dict with ``objective`` (add to the task loss, then differentiate),
             ``network_loss`` (value of λ · Σ adversarial losses, what the network pays),
@@ -187,11 +184,11 @@ class DomainAdversarial(keras.layers.Layer):
             self.reversal.lam.assign(lam)
         mask = None
         if self.mask_outside:
-            mask = ops.cast(y[C.NORMALS_MASK], "float32")[..., None]
+            mask = ops.cast(main_task.valid_region(y), "float32")[..., None]
         objective = ops.convert_to_tensor(0.0, "float32")
         disc, adv, acc_s, acc_t = [], [], [], []
         for level in self.levels:
-            x = (output_space(outputs, self.output_task) if level == OUTPUT_LEVEL
+            x = (main_task.output_space(outputs) if level == OUTPUT_LEVEL
                  else ops.cast(features[level], "float32"))
             if mask is not None:
                 x = x * resize_to(mask, x.shape[1], x.shape[2], "nearest")

@@ -18,6 +18,7 @@ All of it runs in tf.data (so on every backend).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -33,19 +34,29 @@ class DataSpec:
     """What the model needs from a dataset example.
 
     Args:
-        main_task / anchor_task: task names of the model.
+        main_task / anchor_task: the model's configured ``Task`` instances (a run passes
+            ``model.main`` / ``model.anchor``: labels are made by the tasks the model
+            was built with); a registered name gives that task with its default config.
         crop_size: training crop (square); None trains on whole images.
         image_size: resize (square) applied before cropping / for evaluation; None keeps it.
         label_scale: training labels are resized (nearest) to this fraction of the input,
             the model's output resolution, so the loss needs no up-sampling.
     """
 
-    main_task: str = "normals"
-    anchor_task: str | None = "segmentation"
+    main_task: Any = "normals"
+    anchor_task: Any = "segmentation"
     crop_size: int | None = None
     image_size: int | None = None
     label_scale: float = 0.5
     augment: str = "none"
+
+    def __post_init__(self):
+        from tada_keras.tasks import get_task
+
+        for field in ("main_task", "anchor_task"):
+            value = getattr(self, field)
+            if isinstance(value, str):
+                object.__setattr__(self, field, get_task(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,12 +128,6 @@ def _resize(image, size, method):
     return tf.image.resize(image, (size, size), method=method)
 
 
-def _task(name):
-    from tada_keras.tasks import get_task
-
-    return get_task(name)
-
-
 def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_anchor: bool,
                     training: bool, seed=None, augment: list | None = None,
                     views: PseudoViews | None = None):
@@ -143,7 +148,7 @@ def prepare_example(example, spec: DataSpec, domain: int, use_main: bool, use_an
 
     image = tf.cast(example[C.IMAGE], tf.float32)
     tasks = {"main": spec.main_task, "anchor": spec.anchor_task}
-    tasks = {role: _task(name) for role, name in tasks.items() if name is not None}
+    tasks = {role: task for role, task in tasks.items() if task is not None}
     own = {role: task.read_dense(example) for role, task in tasks.items()}
 
     if training and augment is not None and spec.augment == "photometric_flip":

@@ -41,17 +41,11 @@ BEST_MARK = "†"  # worse than the column's best row (p < ALPHA)
 
 
 from tada_keras.tasks.base import MetricColumn as Column  # noqa: E402
+from tada_keras.tasks.normals import NormalsTask  # noqa: E402
 
-# The normals task's columns in the paper's order (its ``Task.columns``); other main tasks
+# The default columns: the normals task's own, in the paper's order; other main tasks
 # bring theirs (``task_columns``).
-COLUMNS = (
-    Column("a11_25", "< 11.25°", True, 3),
-    Column("a30", "< 30°", True, 3),
-    Column("rmse", "RMSE", False, 2),
-    Column("mean", "Mean", False, 2),
-    Column("median", "Median", False, 2),
-    Column("a22_5", "< 22.5°", True, 3),
-)
+COLUMNS = tuple(NormalsTask.columns)
 
 
 def main_task_of(metrics: dict) -> str:

@@ -1,7 +1,7 @@
 """The paper's figures for a table's runs (PNG + PDF).
 
-* ``qualitative_grid`` (Figure 4): input, ground truth, each row's normal map and angular
-  error map, on the first target-test images (a fixed set: the split is read in order).
+* ``task_grid`` (Figure 4): input, ground truth, each row's prediction and its error
+  map (the main task's figure rows), on the first target-test images (a fixed set).
 * ``curves_figure``: training losses of every row against training steps, phases
   concatenated (dotted line where a row's phase 2 starts), mean over seeds.
 * ``pca_figure`` (Figure 3): encoder features — the output of the freeze point, where
@@ -31,7 +31,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tada_keras import conventions as C
 from tada_keras.atomic import atomic_path
 from tada_keras.tasks.keypoints import keypoint_features  # noqa: F401  (re-exported)
 from tada_keras.tasks.segmentation import class_centroids  # noqa: F401  (re-exported)
@@ -100,15 +99,6 @@ def save_figure(fig, stem: str) -> list[str]:
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def qualitative_grid(images, gts, masks, preds: dict[str, np.ndarray], stem: str,
-                     title: str = "") -> list[str]:
-    """Normals: ``task_grid`` of the normals task."""
-    from tada_keras.tasks import get_task
-
-    return task_grid(get_task("normals"), images, {C.NORMALS: gts, C.NORMALS_MASK: masks},
-                     preds, stem, title)
 
 
 def task_grid(task, images, labels: dict, preds: dict[str, np.ndarray], stem: str,

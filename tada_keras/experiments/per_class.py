@@ -35,13 +35,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args(argv)
 
-    from tada_keras.inference import load_run, predict_normals
+    from tada_keras.inference import load_run, predict_main
 
     builder = Builder(config=args.config, data_dir=args.data_dir)
     builder.download_and_prepare()
     constant, per_class = measure.source_means(builder)
     nets = [d for d in args.model_dirs.split(",") if d]
     models = [load_run(d)[1] for d in nets]
+    for d, model in zip(nets, models):
+        if model.main.name != "normals":  # the class-mean predictors are normals
+            parser.error(f"--model_dirs: {d} predicts {model.main.name}, not normals")
     errors = {"constant": [], "reference": [], **{d: [] for d in nets}}
     segs = []
     ds = builder.as_dataset(split=args.split, shuffle_files=False).batch(32)
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         errors["constant"].append(measure._angles(constant, gt[mask]))
         errors["reference"].append(measure._angles(per_class[seg[mask]], gt[mask]))
         for d, model in zip(nets, models):
-            pred = predict_normals(model, batch["image"])
+            pred = predict_main(model, batch["image"])
             # Output is at half resolution: compare at GT resolution (nearest up-sampling
             # is enough for a per-class breakdown; the metrics use bilinear).
             pred = pred.repeat(2, axis=1).repeat(2, axis=2)[:, :gt.shape[1], :gt.shape[2]]

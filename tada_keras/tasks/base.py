@@ -78,6 +78,11 @@ class Task:
     summary_keys: tuple[str, ...] = ()
     # One sentence on the units of ``columns`` for table captions.
     caption_note: str = ""
+
+    @property
+    def metrics_title(self) -> str:
+        """What a summary calls this task's metrics (the demo's table caption)."""
+        return f"pooled {self.name} metrics ({self.caption_note})"
     # True if build_outputs reads the 2nd up-sampling stage's output (``mid_features``).
     uses_mid_features: bool = False
     # Whether --augment=photometric_flip may mirror this task's examples (its dense
@@ -208,6 +213,11 @@ class Task:
         ``outputs``' main prediction, read from its first dense output), where the
         teacher's anchor prediction in ``outputs`` agrees with the anchor label in ``y``."""
         raise ValueError(f"task {self.name!r} has no anchor-guided mask")
+
+    def valid_region(self, y: dict):
+        """(B, h, w) mask of the pixels where this task's labels are valid (what
+        ``--da_face_mask`` keeps in the discriminators' inputs)."""
+        raise ValueError(f"task {self.name!r} has no per-pixel validity mask")
 
     def output_space(self, outputs: dict):
         """The task's output as an output-space (Tsai et al.) discriminator sees it."""

@@ -72,6 +72,7 @@ class NormalsTask(Task):
     unit = "°"
     summary_keys = ("mean", "median", "rmse", "a11_25", "a22_5", "a30")
     caption_note = "Accuracies are fractions of pixels, errors are degrees."
+    metrics_title = "pooled angular error"
 
     def build_outputs(self, fine_features, mid_features):
         out = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same",
@@ -173,6 +174,9 @@ class NormalsTask(Task):
             {"title": f"error, mean {np.nanmean(err):.1f}°", "image": err,
              "cmap": "inferno", "vmin": 0, "vmax": 60, "colorbar": "degrees"},
         ]
+
+    def valid_region(self, y):
+        return y[C.NORMALS_MASK]
 
     def output_space(self, outputs):
         # Paper, appendix A.1: normals are normalised to unit length before D.

@@ -283,7 +283,7 @@ class TadaModel(keras.Model):
         adversarial), the loss groups and the adaptation's monitor values."""
         outputs = {k: v for k, v in y_pred.items() if k != FEATURES}
         task, groups = self.weighted_loss(y, outputs, diagnostics)
-        terms = self.adaptation.objective(y_pred[FEATURES], outputs, y, training)
+        terms = self.adaptation.objective(y_pred[FEATURES], outputs, y, self.main, training)
         for extra in self.losses:  # regularisers, if any
             task = task + ops.cast(extra, "float32")
         return task + terms["objective"], dict(terms, groups=groups,
