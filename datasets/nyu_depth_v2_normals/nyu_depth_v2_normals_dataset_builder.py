@@ -16,6 +16,7 @@ from etils import epath
 
 from tada_keras import conventions as C
 
+from ..common.image_io import read_png
 from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
@@ -427,38 +428,6 @@ def load_ladicky_pklz(path: epath.Path, num_images: int):
     if len(set(index)) != len(index) or min(index) < 1 or max(index) > num_images:
         raise ValueError(f"{path}: all_filenames do not map to distinct images 1..{num_images}")
     return normals, masks, {k: row for row, k in enumerate(index)}
-
-
-def read_png(path: epath.Path) -> np.ndarray:
-    """Reads an 8- or 16-bit PNG at its own bit depth; names the file on any problem.
-
-    PIL silently reads 16-bit RGB PNGs as 8-bit, so TensorFlow decodes them.
-    """
-    try:
-        data = epath.Path(path).read_bytes()
-    except OSError as err:
-        raise FileNotFoundError(f"{path}: cannot read ({err})") from err
-    return decode_png_bytes(data, path)
-
-
-def decode_png_bytes(data: bytes, path="<bytes>") -> np.ndarray:
-    """PNG bytes -> array (H, W) or (H, W, C) of uint8/uint16; ValueError if corrupt."""
-    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
-        raise ValueError(f"{path}: not a PNG file")
-    if data[-12:-4] != b"\x00\x00\x00\x00IEND":
-        raise ValueError(f"{path}: truncated PNG (no IEND chunk at the end)")
-    bit_depth, colour_type = data[24], data[25]
-    if colour_type == 3:  # palette: the indices are the values
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im)
-    dtype = tf.uint16 if bit_depth == 16 else tf.uint8
-    try:
-        array = tf.io.decode_png(data, channels=0, dtype=dtype).numpy()
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"{path}: corrupt PNG ({err.message})") from err
-    return array[..., 0] if array.shape[-1] == 1 else array
 
 
 def _check_shape(path, array, shape_hw) -> None:
