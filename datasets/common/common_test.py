@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from . import image_io, split_checks
+from . import image_io, registration, split_checks
 
 
 def _encoded(fmt: str) -> bytes:
@@ -69,6 +69,21 @@ def test_read_png_errors_name_the_file(tmp_path):
             image_io.read_png(path)
     with pytest.raises(FileNotFoundError, match="missing.png: cannot read"):
         image_io.read_png(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("name", ["facewarehouse", "nyu_depth_v2_normals", "sfsnet_synthetic",
+                                  "sim2real_manifest", "sim2real_rooms", "suncg_pbrs"])
+def test_a_builder_imported_under_two_names_registers_once(name):
+    import importlib
+
+    import tensorflow_datasets as tfds
+
+    module = f"{name}.{name}_dataset_builder"
+    classes = {importlib.import_module(f"{package}.{module}").Builder
+               for package in ("tada_datasets", "datasets")}
+    assert len(classes) == 2  # two module names, two classes, one registration
+    assert registration.already_registered(name) and tfds.builder_cls(name) in classes
+    assert not registration.already_registered(f"{name}_never_defined")
 
 
 def test_tally_skips_counts_once_and_names_a_few(caplog):

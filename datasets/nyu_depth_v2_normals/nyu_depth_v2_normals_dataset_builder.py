@@ -20,6 +20,7 @@ from ..common.image_io import read_png
 from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
+from ..common.registration import already_registered
 from . import conversions
 
 MAT_FILE = "nyu_depth_v2_labeled.mat"
@@ -84,14 +85,8 @@ def _config(name: str, source: str, description: str) -> NyuNormalsConfig:
     return NyuNormalsConfig(name=name, normals_source=source, description=description)
 
 
-def _skip_registration() -> bool:
-    # This package can be imported under two names (`tada_datasets.…` when installed,
-    # `datasets.…` by pytest from a checkout); TFDS refuses a second registration.
-    return "nyu_depth_v2_normals" in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_skip_registration()):
+              skip_registration=already_registered("nyu_depth_v2_normals")):
     """NYU Depth v2 labeled images with normals, NYU-40 labels, depth and scene type."""
 
     VERSION = tfds.core.Version("1.0.0")

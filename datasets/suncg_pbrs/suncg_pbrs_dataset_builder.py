@@ -20,6 +20,7 @@ from ..common.image_io import decode_png_bytes, read_bytes, read_png
 from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
+from ..common.registration import already_registered
 from . import conversions
 
 GOODLIST = "data_goodlist_v2.txt"
@@ -74,13 +75,8 @@ class PbrsConfig(tfds.core.BuilderConfig):
     normal_axes: str = conversions.PBRS_NORMAL_AXES
 
 
-def _skip_registration() -> bool:
-    # Importable as `tada_datasets.suncg_pbrs` and (under pytest) `datasets.suncg_pbrs`.
-    return "suncg_pbrs" in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_skip_registration()):
+              skip_registration=already_registered("suncg_pbrs")):
     """SUNCG PBRS views: MLT image, camera-frame normals + mask, NYU-40 labels."""
 
     VERSION = tfds.core.Version("1.0.0")
