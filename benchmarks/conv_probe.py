@@ -20,8 +20,9 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (name, kind, kernel, stride, input HxW, in channels, out channels): the head's layers.
 LAYERS = (
@@ -180,10 +181,12 @@ def main(argv=None) -> int:
             lines.append(f"| {name} | {label} | {tf_ms:.0f} | {xla_ms:.0f} | {jax_ms:.0f} | "
                          f"{jax_ms / tf_ms:.1f} |")
     text = "\n".join(lines) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, args.out)
+    # Imported here, not at the top: the children measure without tada_keras (and the
+    # TensorFlow it brings) loaded in the JAX process.
+    sys.path.insert(0, ROOT)  # run from a checkout without installing
+    from tada_keras.atomic import write_text
+
+    write_text(args.out, text)
     print(text)
     return 0
 

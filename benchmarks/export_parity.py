@@ -220,15 +220,12 @@ def main(argv=None):
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(result, f, indent=2)
     if args.readme:
-        readme = os.path.join(ROOT, "README.md")
-        with open(readme) as f:
-            content = f.read()
-        if BEGIN not in content or END not in content:
-            sys.exit(f"README.md has no {BEGIN} ... {END} block")
-        before, rest = content.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        with open(readme, "w") as f:
-            f.write(f"{before}{BEGIN}\n{text}{END}{after}")
+        from tada_keras.atomic import replace_marked_block
+
+        try:  # ``text`` ends with its one newline, which the function puts back
+            replace_marked_block(os.path.join(ROOT, "README.md"), BEGIN, END, text[:-1])
+        except ValueError as err:
+            sys.exit(str(err))
 
 
 if __name__ == "__main__":

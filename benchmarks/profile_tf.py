@@ -158,10 +158,10 @@ def main(argv=None) -> int:
         results[policy] = json.loads(found[-1][len("RESULT "):])
         print(f"{policy}: {results[policy]['wall_ms']:.0f} ms/step", flush=True)
     text = render(results, args, (time.time() - start) / 60)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, args.out)
+    sys.path.insert(0, ROOT)  # run from a checkout without installing
+    from tada_keras.atomic import write_text
+
+    write_text(args.out, text)
     print(text)
     return 0
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(os.path.dirname(HERE), "README.md")
+ROOT = os.path.dirname(HERE)
+README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- throughput -->", "<!-- /throughput -->"
 NETWORKS = (("throughput_lite0.json", "EfficientNet-Lite0-FPN (the demo's network)"),
             ("throughput.json", "ResNet50-FPN (the paper's network)"))
@@ -76,11 +78,11 @@ def block() -> str:
 
 
 def main() -> None:
-    with open(README) as f:
-        text = f.read()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    with open(README, "w") as f:
-        f.write(text[:start] + "\n" + block() + text[end:])
+    sys.path.insert(0, ROOT)  # run from a checkout without installing
+    from tada_keras.atomic import replace_marked_block
+
+    # ``block()`` ends with its one newline, which the function puts back.
+    replace_marked_block(README, BEGIN, END, block()[:-1])
     print(block())
 
 

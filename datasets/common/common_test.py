@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from . import image_io, split_checks
+from . import image_io, registration, split_checks
 
 
 def _encoded(fmt: str) -> bytes:
@@ -40,6 +40,50 @@ def test_read_image_error_names_path_reason_and_expectation(tmp_path, fmt, cut, 
     assert msg.startswith(f"{path}: cannot decode this image file (")
     assert reason in msg.lower() and "expected an 8-bit RGB PNG" in msg
     assert "BytesIO" not in msg
+
+
+def test_read_png_keeps_the_bit_depth_and_palette_indices(tmp_path):
+    import tensorflow as tf
+
+    rgb16 = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000
+    path16 = tmp_path / "rgb16.png"
+    path16.write_bytes(tf.io.encode_png(rgb16).numpy())
+    got = image_io.read_png(path16)
+    assert got.dtype == np.uint16 and np.array_equal(got, rgb16)
+    gray = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    assert np.array_equal(image_io.decode_png_bytes(tf.io.encode_png(gray[..., None]).numpy()),
+                          gray)
+    palette = Image.fromarray(gray, mode="L").convert("P")
+    buf = io.BytesIO()
+    palette.save(buf, "PNG")
+    assert np.array_equal(image_io.decode_png_bytes(buf.getvalue()), np.asarray(palette))
+
+
+def test_read_png_errors_name_the_file(tmp_path):
+    good = _encoded("PNG")
+    for name, data, message in [("truncated.png", good[: len(good) // 2], "truncated PNG"),
+                                ("text.png", b"hello" * 10, "not a PNG file")]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name}: {message}"):
+            image_io.read_png(path)
+    with pytest.raises(FileNotFoundError, match="missing.png: cannot read"):
+        image_io.read_png(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("name", ["facewarehouse", "nyu_depth_v2_normals", "sfsnet_synthetic",
+                                  "sim2real_manifest", "sim2real_rooms", "suncg_pbrs"])
+def test_a_builder_imported_under_two_names_registers_once(name):
+    import importlib
+
+    import tensorflow_datasets as tfds
+
+    module = f"{name}.{name}_dataset_builder"
+    classes = {importlib.import_module(f"{package}.{module}").Builder
+               for package in ("tada_datasets", "datasets")}
+    assert len(classes) == 2  # two module names, two classes, one registration
+    assert registration.already_registered(name) and tfds.builder_cls(name) in classes
+    assert not registration.already_registered(f"{name}_never_defined")
 
 
 def test_tally_skips_counts_once_and_names_a_few(caplog):

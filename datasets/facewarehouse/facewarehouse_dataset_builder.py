@@ -21,11 +21,13 @@ try:
     from ..common import image_io, split_checks
     from ..common.face_features import face_features
     from ..common.incomplete_builds import RemovesIncompleteBuilds
+    from ..common.registration import already_registered
     from ..face_landmarks import face_region, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
     from tada_datasets.common import image_io, split_checks
     from tada_datasets.common.face_features import face_features
     from tada_datasets.common.incomplete_builds import RemovesIncompleteBuilds
+    from tada_datasets.common.registration import already_registered
     from tada_datasets.face_landmarks import face_region, landmarks_file, splits
 
 CAMERA_FILENAME = "camera.json"
@@ -246,14 +248,8 @@ def read_landmarks_if_present(manual: epath.Path) -> tuple[dict, epath.Path]:
     return landmarks_file.read_landmarks(path), path
 
 
-# This module can be imported under two names (`tada_datasets.facewarehouse...` when installed,
-# `datasets.facewarehouse...` when pytest imports `datasets/` by path). TFDS refuses a second
-# registration of one name, so a second copy of this module only defines the class.
-_ALREADY_REGISTERED = "facewarehouse" in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_ALREADY_REGISTERED):
+              skip_registration=already_registered("facewarehouse")):
     """FaceWarehouse photos with normals rendered from the fitted meshes, plus anchor labels."""
 
     VERSION = tfds.core.Version("1.0.0")

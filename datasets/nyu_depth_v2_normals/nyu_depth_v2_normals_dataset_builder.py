@@ -16,9 +16,11 @@ from etils import epath
 
 from tada_keras import conventions as C
 
+from ..common.image_io import read_png
 from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
+from ..common.registration import already_registered
 from . import conversions
 
 MAT_FILE = "nyu_depth_v2_labeled.mat"
@@ -83,14 +85,8 @@ def _config(name: str, source: str, description: str) -> NyuNormalsConfig:
     return NyuNormalsConfig(name=name, normals_source=source, description=description)
 
 
-def _skip_registration() -> bool:
-    # This package can be imported under two names (`tada_datasets.…` when installed,
-    # `datasets.…` by pytest from a checkout); TFDS refuses a second registration.
-    return "nyu_depth_v2_normals" in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_skip_registration()):
+              skip_registration=already_registered("nyu_depth_v2_normals")):
     """NYU Depth v2 labeled images with normals, NYU-40 labels, depth and scene type."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -427,38 +423,6 @@ def load_ladicky_pklz(path: epath.Path, num_images: int):
     if len(set(index)) != len(index) or min(index) < 1 or max(index) > num_images:
         raise ValueError(f"{path}: all_filenames do not map to distinct images 1..{num_images}")
     return normals, masks, {k: row for row, k in enumerate(index)}
-
-
-def read_png(path: epath.Path) -> np.ndarray:
-    """Reads an 8- or 16-bit PNG at its own bit depth; names the file on any problem.
-
-    PIL silently reads 16-bit RGB PNGs as 8-bit, so TensorFlow decodes them.
-    """
-    try:
-        data = epath.Path(path).read_bytes()
-    except OSError as err:
-        raise FileNotFoundError(f"{path}: cannot read ({err})") from err
-    return decode_png_bytes(data, path)
-
-
-def decode_png_bytes(data: bytes, path="<bytes>") -> np.ndarray:
-    """PNG bytes -> array (H, W) or (H, W, C) of uint8/uint16; ValueError if corrupt."""
-    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
-        raise ValueError(f"{path}: not a PNG file")
-    if data[-12:-4] != b"\x00\x00\x00\x00IEND":
-        raise ValueError(f"{path}: truncated PNG (no IEND chunk at the end)")
-    bit_depth, colour_type = data[24], data[25]
-    if colour_type == 3:  # palette: the indices are the values
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im)
-    dtype = tf.uint16 if bit_depth == 16 else tf.uint8
-    try:
-        array = tf.io.decode_png(data, channels=0, dtype=dtype).numpy()
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"{path}: corrupt PNG ({err.message})") from err
-    return array[..., 0] if array.shape[-1] == 1 else array
 
 
 def _check_shape(path, array, shape_hw) -> None:

@@ -18,11 +18,13 @@ try:
     from ..common import image_io, split_checks
     from ..common.face_features import face_features
     from ..common.incomplete_builds import RemovesIncompleteBuilds
+    from ..common.registration import already_registered
     from ..face_landmarks import face_region, head_pose, landmarks_file, splits
 except ImportError:  # `datasets/` imported as a top-level folder (no parent package).
     from tada_datasets.common import image_io, split_checks
     from tada_datasets.common.face_features import face_features
     from tada_datasets.common.incomplete_builds import RemovesIncompleteBuilds
+    from tada_datasets.common.registration import already_registered
     from tada_datasets.face_landmarks import face_region, head_pose, landmarks_file, splits
 
 ROOT_DIRNAME = "DATA_pose_15"
@@ -115,14 +117,8 @@ def _read_light(path: epath.Path) -> np.ndarray:
     return values
 
 
-# This module can be imported under two names (`tada_datasets.sfsnet_synthetic...` when installed,
-# `datasets.sfsnet_synthetic...` when pytest imports `datasets/` by path). TFDS refuses a second
-# registration of one name, so a second copy of this module only defines the class.
-_ALREADY_REGISTERED = "sfsnet_synthetic" in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_ALREADY_REGISTERED):
+              skip_registration=already_registered("sfsnet_synthetic")):
     """SfSNet synthetic faces with camera-frame normals and 68 3D landmark anchor labels."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -21,8 +21,8 @@ import json
 
 import numpy as np
 
+from ..common.image_io import decode_png_bytes
 from ..suncg_pbrs.conversions import UNIT_NORM_TOLERANCE, decode_pbrs_normals, parse_axes
-from ..suncg_pbrs.suncg_pbrs_dataset_builder import decode_png_bytes
 
 EXR_INSTALL = "pip install 'OpenEXR>=3.2' (or the extra: pip install 'tada-keras[exr]')"
 

@@ -25,6 +25,7 @@ from tada_keras import conventions as C
 from ..common.image_io import read_image
 from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.normals_feature import UnitNormals
+from ..common.registration import already_registered
 from ..common.split_checks import InvalidNormalsTally
 from . import encodings as E
 from . import manifest as M
@@ -126,13 +127,8 @@ def load_manifest(manifest: str, description: str) -> M.Manifest:
     return _PARSED[key]
 
 
-def _skip_registration() -> bool:
-    # Importable as `tada_datasets.sim2real_manifest` and (under pytest) another name.
-    return NAME in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_skip_registration()):
+              skip_registration=already_registered(NAME)):
     """Source and target examples listed in a manifest (domain, split, image, labels)."""
 
     VERSION = tfds.core.Version("1.0.0")

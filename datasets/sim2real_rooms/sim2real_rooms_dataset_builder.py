@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import registered
 
 from tada_keras import conventions
 
 from ..common.incomplete_builds import RemovesIncompleteBuilds
+from ..common.registration import already_registered
 from . import generator
 
 CLASS_NAMES = generator.CLASS_NAMES
@@ -111,13 +111,8 @@ TINY_CONFIG = make_config(
     target_anchor_count=2,
 )
 
-# Importing this module under two package names (e.g. `tada_datasets.sim2real_rooms` and
-# pytest's rootdir-relative `sim2real_rooms`) must not raise "already registered".
-_ALREADY_REGISTERED = "sim2real_rooms" in getattr(registered, "_DATASET_REGISTRY", {})
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_ALREADY_REGISTERED):
+              skip_registration=already_registered("sim2real_rooms")):
     """Procedural synthetic (source) -> real-like (target) indoor scenes."""
 
     VERSION = tfds.core.Version("1.1.0")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import os
 from typing import ClassVar
 
@@ -17,9 +16,11 @@ from etils import epath
 from tada_keras import conventions as C
 
 from ..common import split_checks
+from ..common.image_io import decode_png_bytes, read_bytes, read_png
 from ..common.incomplete_builds import RemovesIncompleteBuilds
 from ..common.manual_dir import require_files
 from ..common.normals_feature import UnitNormals
+from ..common.registration import already_registered
 from . import conversions
 
 GOODLIST = "data_goodlist_v2.txt"
@@ -74,13 +75,8 @@ class PbrsConfig(tfds.core.BuilderConfig):
     normal_axes: str = conversions.PBRS_NORMAL_AXES
 
 
-def _skip_registration() -> bool:
-    # Importable as `tada_datasets.suncg_pbrs` and (under pytest) `datasets.suncg_pbrs`.
-    return "suncg_pbrs" in tfds.core.registered.list_imported_builders()
-
-
 class Builder(RemovesIncompleteBuilds, tfds.core.GeneratorBasedBuilder,
-              skip_registration=_skip_registration()):
+              skip_registration=already_registered("suncg_pbrs")):
     """SUNCG PBRS views: MLT image, camera-frame normals + mask, NYU-40 labels."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -226,7 +222,7 @@ def read_view(
     image_path, normal_path, valid_path, *rest = [
         root / p for p in view_paths(house, view, with_category)
     ]
-    image_bytes = _read_bytes(image_path)
+    image_bytes = read_bytes(image_path)
     image = decode_png_bytes(image_bytes, image_path)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise ValueError(f"{image_path}: expected 8-bit RGB, got {image.shape} {image.dtype}")
@@ -272,38 +268,3 @@ def read_view(
 def _require(root: epath.Path, relative_paths) -> None:
     """Raises FileNotFoundError with the instructions and the first missing path."""
     require_files(root, relative_paths, MANUAL_DOWNLOAD_INSTRUCTIONS)
-
-
-def _read_bytes(path: epath.Path) -> bytes:
-    try:
-        return epath.Path(path).read_bytes()
-    except OSError as err:
-        raise FileNotFoundError(f"{path}: cannot read ({err})") from err
-
-
-def read_png(path: epath.Path) -> np.ndarray:
-    """Reads an 8- or 16-bit PNG at its own bit depth; names the file on any problem."""
-    return decode_png_bytes(_read_bytes(path), path)
-
-
-def decode_png_bytes(data: bytes, path="<bytes>") -> np.ndarray:
-    """PNG bytes -> (H, W) or (H, W, C) uint8/uint16; ValueError if not a complete PNG.
-
-    PIL silently reads 16-bit RGB PNGs as 8-bit, so TensorFlow decodes them.
-    """
-    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
-        raise ValueError(f"{path}: not a PNG file")
-    if data[-12:-4] != b"\x00\x00\x00\x00IEND":
-        raise ValueError(f"{path}: truncated PNG (no IEND chunk at the end)")
-    bit_depth, colour_type = data[24], data[25]
-    if colour_type == 3:  # palette: the indices are the values
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im)
-    dtype = tf.uint16 if bit_depth == 16 else tf.uint8
-    try:
-        array = tf.io.decode_png(data, channels=0, dtype=dtype).numpy()
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"{path}: corrupt PNG ({err.message})") from err
-    return array[..., 0] if array.shape[-1] == 1 else array

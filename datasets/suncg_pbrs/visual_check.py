@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from ..common.image_io import decode_png_bytes
 from ..nyu_depth_v2_normals import visual_check as nyu_visual_check
 from . import conversions
 from . import suncg_pbrs_dataset_builder as builder_lib
@@ -32,7 +33,7 @@ def load_from_manual_dir(manual_dir, count, normal_axes, with_category=True):
         ex = builder_lib.read_view(root, house, view, with_category, normal_axes)
         image = ex["image"]
         if isinstance(image, bytes):  # read_view passes 8-bit RGB PNGs through undecoded
-            image = builder_lib.decode_png_bytes(image)
+            image = decode_png_bytes(image)
         rows.append(
             (
                 f"{house[:8]}…/{view}",
