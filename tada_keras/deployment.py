@@ -150,10 +150,14 @@ class ExportedModel:
         else:
             raise ValueError(f"--model={path}: expected a .onnx or .tflite file or a "
                              "SavedModel directory")
-        tasks = [n for n in ("normals", "depth") if n in self.output_names]
+        from tada_keras.tasks import tasks_for_role
+
+        mains = tasks_for_role("main")
+        tasks = [n for n in mains if n in self.output_names]
         if not tasks:
-            raise ValueError(f"--model={path}: no 'normals' or 'depth' output (outputs: "
-                             f"{', '.join(self.output_names)}); it is not a tada-export file")
+            raise ValueError(f"--model={path}: no main-task output ({' or '.join(mains)}; "
+                             f"outputs: {', '.join(self.output_names)}); it is not a "
+                             "tada-export file")
         self.task = tasks[0]
 
     def _load_saved_model(self, path):

@@ -52,6 +52,9 @@ from tada_keras.inference import (  # noqa: F401  (re-exported)
     predict_main,
     predict_padded,
 )
+from tada_keras.resolved_run import ResolvedRun, resolve, task_configs
+from tada_keras.resolved_run import dataset_info as _dataset_info
+from tada_keras.resolved_run import task_class as _task_class
 from tada_keras.training import run_lock
 from tada_keras.training.phases import run_method
 from tada_keras.training.run_directory import RunDirectory, _read_history  # noqa: F401
@@ -74,25 +77,6 @@ def _jit(cfg):
 
 
 _atomic_write_json = write_json  # the name before tada_keras.atomic
-
-
-def _dataset_info(name, data_dir, manual_dir=None, flag="source_dataset"):
-    """The dataset's TFDS info (prepared if needed); a bad name is a ValueError naming
-    ``--<flag>``."""
-    from tada_keras.data import prepare_builder
-
-    try:
-        return prepare_builder(name, data_dir, manual_dir).info
-    except Exception as err:  # tfds: DatasetNotFoundError, ValueError (config), manual dir
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--{flag}={name}: {first}") from None
-
-
-def _task_class(task: str):
-    from tada_keras.tasks import _REGISTRY, available_tasks
-
-    available_tasks()
-    return _REGISTRY[task]
 
 
 def _task_features(task: str) -> set[str]:
@@ -175,20 +159,19 @@ def _check_split_labels(cfg, name, domain, info, main, target_train) -> None:
                              f"{', '.join(split_labels[split]) or 'no labels'})")
 
 
-def task_configs(cfg: RunConfig) -> tuple[dict, dict]:
-    """The tasks' constructor arguments, read from the source dataset's TFDS info."""
-    info = _dataset_info(cfg.source_dataset, cfg.data_dir, cfg.source_manual_dir)
-    return (_task_class(cfg.main_task).config_from_info(info),
-            _task_class(cfg.anchor_task).config_from_info(info))
-
-
-def build_run_model(cfg: RunConfig):
-    """The run's network, its layers built under ``--dtype_policy`` (recorded in the
-    model's config, so ``model.keras`` reloads in it; the global Keras policy is left
-    as it was)."""
+def build_run_model(run: RunConfig | ResolvedRun):
+    """The run's network with the resolved run's configured tasks (a ``RunConfig``: its
+    tasks configured from the source dataset), its layers built under
+    ``--dtype_policy`` (recorded in the model's config, so ``model.keras`` reloads in it;
+    the global Keras policy is left as it was)."""
     from tada_keras.training import build_model as _build_model
 
-    main_cfg, anchor_cfg = task_configs(cfg)
+    if isinstance(run, ResolvedRun):
+        cfg = run.config
+        main_cfg, anchor_cfg = run.task_configs()
+    else:
+        cfg = run
+        main_cfg, anchor_cfg = task_configs(cfg)
     from tada_keras.models import BackboneWeightsError
 
     try:
@@ -337,6 +320,7 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
         # Settings added to RunConfig after that run started take their defaults; the
         # resolved method follows from the settings.
         saved.pop("resolved_method", None)
+        saved.pop("resolved_tasks", None)
         recorded = saved.pop("datasets", None)
         previous = {**dataclasses.asdict(RunConfig()), **saved}
         diff = settings_diff(previous, dataclasses.asdict(cfg))
@@ -348,13 +332,16 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
     method = cfg.resolved_method()  # the phases with their share of the steps
     # Everything the run reads is checked before its directory is written.
     check_data(cfg, method)
+    # The run resolved once (validated in train_run): that method, the tasks configured
+    # from the source dataset; passed down from here.
+    run = resolve(cfg, validated=True, method=method)
     identity = dataset_identity(cfg)
     changes = dataset_changes(recorded or {}, identity)
     if changes:  # resuming on other data would mix two datasets in one run
         raise ValueError(f"--model_dir={cfg.model_dir} was trained on other data: "
                          f"{'; '.join(changes)}; use a new --model_dir")
     set_global_determinism(cfg.seed, cfg.deterministic)
-    model = build_run_model(cfg)
+    model = build_run_model(run)
     if cfg.init_from:
         try:
             model.load_weights(cfg.init_from)
@@ -371,7 +358,7 @@ def _train_locked(cfg: RunConfig, log=print, verbose="auto") -> dict:
         run_log.file(f"run {cfg.method} in {os.path.abspath(cfg.model_dir)}; settings: "
                      f"{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}")
         try:
-            return _train_logged(cfg, model, method, config_path, run_log, verbose,
+            return _train_logged(run, model, config_path, run_log, verbose,
                                  initial_weights, identity)
         except Exception as err:
             run_log.file(f"error: {type(err).__name__}: {err}")
@@ -420,15 +407,15 @@ def _note_resumes(model_dir, resumed: list) -> None:
     write_json(path, state)
 
 
-def _train_logged(cfg, model, method, config_path, log, verbose, initial_weights,
+def _train_logged(run: ResolvedRun, model, config_path, log, verbose, initial_weights,
                   identity=None) -> dict:
     """``_train_run`` once ``model_dir`` exists, with ``log`` teeing into its run.log;
     ``identity``: the datasets' (``inference.dataset_identity``), kept in config.json."""
+    cfg, method = run.config, run.method
     if not os.path.exists(config_path):
-        _atomic_write_json(config_path, {**dataclasses.asdict(cfg),
-                                         "resolved_method": method.as_dict(),
+        _atomic_write_json(config_path, {**dataclasses.asdict(cfg), **run.as_dict(),
                                          **({"datasets": identity} if identity else {})})
-    spec = data_spec(cfg, model)
+    spec = run.data
     write_fingerprints(cfg, method, spec, cfg.model_dir, initial_weights)
     if cfg.da != "none":  # discriminators become part of the weights and checkpoints
         from tada_keras.adaptation import config as da_config

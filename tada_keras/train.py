@@ -37,18 +37,13 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    from tada_keras.run import os_error_line, train_run, validate
+    from tada_keras.run import os_error_line, train_run
 
     cfg = config_from_flags()
-    try:
-        validate(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     from tada_keras.training.callbacks import TrainingDivergedError
 
     try:
-        results = train_run(cfg)
+        results = train_run(cfg)  # validates the settings first (exit 2 below)
     except TrainingDivergedError as err:
         print(flush=True)  # end the progress bar's line
         print(f"error: {err}", file=sys.stderr)

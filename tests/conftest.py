@@ -64,3 +64,26 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in _MATRIX_MODULES or item.originalname in _MATRIX_TESTS:
             item.add_marker(pytest.mark.backend_matrix)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The ``sim2real_rooms/tiny`` dataset prepared in a folder of the test module's own."""
+    path = str(tmp_path_factory.mktemp("tfds"))
+    import tensorflow_datasets as tfds
+
+    import tada_datasets  # noqa: F401
+
+    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
+    return path
+
+
+def h5_arrays(path) -> dict:
+    """``{dataset path: array}`` of every array in an HDF5 file (a ``.weights.h5``)."""
+    import h5py
+
+    values = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: values.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return values

@@ -362,17 +362,6 @@ def test_target_images_without_da_flags_stay_valid():
 
 # --- CLI ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    import tensorflow_datasets as tfds
-
-    import tada_datasets  # noqa: F401
-
-    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
-    return path
-
-
 def test_cli_trains_with_dann_and_tsai_and_reports_the_discriminator(data_dir, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     runs = {

@@ -148,3 +148,37 @@ class _Settings:
     crop_size = None
     image_size = None
     augment = "none"
+
+
+def test_a_training_resolves_its_run_once_and_records_it(data_dir, tmp_path, monkeypatch):
+    import json
+
+    from tada_keras import config as config_module
+    from tada_keras import run as run_module
+    from tada_keras.resolved_run import ResolvedRun
+
+    calls = []
+    original = config_module.validate
+    monkeypatch.setattr(run_module, "validate",
+                        lambda cfg: calls.append(cfg.model_dir) or original(cfg))
+    cfg = run_module.RunConfig(  # configs/tiny.flags, shorter
+        model_dir=str(tmp_path / "run"), data_dir=data_dir, method="headfreeze",
+        source_dataset="sim2real_rooms/tiny", target_dataset="sim2real_rooms/tiny",
+        backbone="tiny", decoder_channels=16, batch_source=2, batch_target=2, steps=2,
+        steps_per_epoch=1, eval_batch_size=2, num_figures=1)
+    run_module.train_run(cfg, log=lambda *a: None, verbose=0)
+    assert calls == [cfg.model_dir]  # validated once
+
+    with open(tmp_path / "run" / "config.json") as f:
+        saved = json.load(f)
+    # The segmentation anchor's classes come from the dataset's info, once, at training.
+    assert saved["resolved_tasks"]["main"] == {"name": "normals", "config": {}}
+    assert saved["resolved_tasks"]["anchor"]["name"] == "segmentation"
+    classes = saved["resolved_tasks"]["anchor"]["config"]["num_classes"]
+    resolved = ResolvedRun.from_saved(saved)
+    assert resolved.anchor.num_classes == classes and resolved.main.name == "normals"
+    assert [p.name for p in resolved.method.phases] == ["phase1", "phase2"]
+    assert sum(resolved.method.steps.values()) == 2
+    assert resolved.data.anchor_task is resolved.anchor
+    # A second invocation resumes (the recorded resolution is not a changed setting).
+    run_module.train_run(cfg, log=lambda *a: None, verbose=0)

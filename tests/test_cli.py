@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import h5_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.flags")
@@ -18,17 +19,6 @@ def _run(args, env_extra=None, **kwargs):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m"] + args, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    import tensorflow_datasets as tfds
-
-    import tada_datasets  # noqa: F401
-
-    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
-    return path
 
 
 def _tensorboard_events(log_dir):
@@ -131,7 +121,9 @@ def test_train_evaluate_predict_end_to_end(data_dir, tmp_path):
     (["--da=dann", "--disc_learning_rate=0"], "--disc_learning_rate=0.0"),
     (["--da=dann", "--disc_label_noise=0.7"], "--disc_label_noise=0.7"),
     (["--da_warmup_steps=-5"], "--da_warmup_steps must be >= 0"),
-    (["--da=dann", "--main=depth", "--da_face_mask"], "--da_face_mask needs --main=normals"),
+    (["--da=dann", "--main=depth", "--da_face_mask"],
+     "--da_face_mask needs a main task with a per-pixel validity mask (Task.valid_region: "
+     "normals); --main=depth has none"),
 ])
 def test_bad_flags_fail_fast_and_write_nothing(tmp_path, args, needle):
     model_dir = tmp_path / "never"
@@ -434,16 +426,6 @@ def _train_args(model_dir, data_dir):
             "--steps_per_epoch=2", "--deterministic", "--seed=3"]
 
 
-def _weights(model_dir):
-    import h5py
-
-    values = {}
-    with h5py.File(os.path.join(model_dir, "phase_phase2", "final.weights.h5")) as f:
-        f.visititems(lambda name, obj: values.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return values
-
-
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
                     reason="bit-exact resume is promised for the TensorFlow backend")
 @pytest.mark.parametrize("kill_phase", ["phase1", "phase2"])
@@ -471,7 +453,8 @@ def test_resume_after_kill_matches_uninterrupted_run(data_dir, tmp_path, kill_ph
     clean = str(tmp_path / "clean")
     proc = _run(_train_args(clean, data_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = _weights(clean), _weights(interrupted)
+    a, b = (h5_arrays(os.path.join(d, "phase_phase2", "final.weights.h5"))
+            for d in (clean, interrupted))
     assert a.keys() == b.keys() and len(a) > 10
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)

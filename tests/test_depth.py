@@ -161,17 +161,6 @@ def test_depth_task_builds_and_trains_a_step():
     assert out["depth"].shape == (4, 16, 16, 1)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    import tensorflow_datasets as tfds
-
-    import tada_datasets  # noqa: F401
-
-    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
-    return path
-
-
 def _run(args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,

@@ -96,8 +96,10 @@ def test_architecture_has_the_published_parameter_counts(variant, trainable):
 
 def test_backbone_emits_the_four_pyramid_levels():
     backbone = lite.build_efficientnet_lite("efficientnet_lite0")
-    shapes = [tuple(f.shape) for f in backbone(np.zeros((1, 64, 128, 3), "float32"))]
-    assert shapes == [(1, 16, 32, 24), (1, 8, 16, 40), (1, 4, 8, 112), (1, 2, 4, 320)]
+    levels = backbone(np.zeros((1, 64, 128, 3), "float32"))
+    shapes = {k: tuple(v.shape) for k, v in levels.items()}
+    assert shapes == {"P2": (1, 16, 32, 24), "P3": (1, 8, 16, 40), "P4": (1, 4, 8, 112),
+                      "P5": (1, 2, 4, 320)}
 
 
 @needs_weights

@@ -414,17 +414,6 @@ def test_learning_curve_scales_the_steps():
 
 
 # --- end to end ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    import tensorflow_datasets as tfds
-
-    import tada_datasets  # noqa: F401
-
-    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
-    return path
-
-
 def _harness(args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", "tada_keras.experiments", *args], cwd=ROOT,

@@ -76,8 +76,9 @@ def test_basic_block_resnets(name, widths, convs):
 
     backbone = build_backbone(name, input_shape=(64, 64, 3))
     features = backbone(np.zeros((1, 64, 64, 3), "float32"))
-    # C2..C5 at strides 4, 8, 16, 32 with the stage widths.
-    assert [tuple(f.shape) for f in features] == [
+    # Named levels P2..P5 (C2..C5) at strides 4, 8, 16, 32 with the stage widths.
+    assert sorted(features) == ["P2", "P3", "P4", "P5"]
+    assert [tuple(features[f"P{i}"].shape) for i in range(2, 6)] == [
         (1, 64 // s, 64 // s, w) for s, w in zip((4, 8, 16, 32), widths)]
     # Stem + two 3x3 convolutions per basic block (1x1 shortcuts not counted).
     n3 = sum(1 for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)

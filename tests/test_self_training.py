@@ -10,7 +10,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import NUM_CLASSES, make_batch, random_normals
+from conftest import NUM_CLASSES, h5_arrays, make_batch, random_normals
 
 import tada_keras
 from tada_keras import conventions as C
@@ -399,32 +399,11 @@ def test_validation_names_the_flag(tmp_path):
 
 # --- resume after kill -9 with a teacher (the pattern of tests/test_cli.py) ------------
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    import tensorflow_datasets as tfds
-
-    import tada_datasets  # noqa: F401
-
-    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
-    return path
-
-
 def _train(model_dir, data_dir):
     return [sys.executable, "-m", "tada_keras.train", f"--flagfile={TINY}",
             f"--model_dir={model_dir}", f"--data_dir={data_dir}", "--method=headfreeze_st",
             "--steps=40", "--steps_per_epoch=2", "--deterministic", "--seed=3",
             "--pseudo_mask=both", "--pseudo_mask_ratio=0.5", "--teacher_momentum=0.9"]
-
-
-def _final(model_dir):
-    import h5py
-
-    values = {}
-    with h5py.File(os.path.join(model_dir, "phase_phase2", "final.weights.h5")) as f:
-        f.visititems(lambda name, obj: values.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return values
 
 
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
@@ -456,7 +435,8 @@ def test_resume_after_kill_with_a_teacher_is_bit_identical(data_dir, tmp_path):
     clean = str(tmp_path / "clean")
     proc = subprocess.run(_train(clean, data_dir), **run)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = _final(clean), _final(interrupted)
+    a, b = (h5_arrays(os.path.join(d, "phase_phase2", "final.weights.h5"))
+            for d in (clean, interrupted))
     teacher = [k for k in a if k.startswith("teacher/")]
     assert a.keys() == b.keys() and len(teacher) > 10  # the teacher is in the file
     for key in a:

@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import make_batch
+from conftest import h5_arrays, make_batch
 
 import tada_keras
 from tada_keras.tasks import get_task
@@ -170,17 +170,6 @@ def test_selection_picks_the_best_epoch_of_a_scripted_history(tmp_path, rule, ex
     assert criterion("last", main, anchor) is None
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tfds"))
-    import tensorflow_datasets as tfds
-
-    import tada_datasets  # noqa: F401
-
-    tfds.builder("sim2real_rooms/tiny", data_dir=path).download_and_prepare()
-    return path
-
-
 def test_the_selection_scorer_never_reads_target_main_labels(data_dir, monkeypatch):
     import tensorflow as tf
 
@@ -252,16 +241,6 @@ def _train_args(model_dir, data_dir, *extra):
             "--select=target_anchor", *extra]
 
 
-def _h5(path):
-    import h5py
-
-    values = {}
-    with h5py.File(path) as f:
-        f.visititems(lambda name, obj: values.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return values
-
-
 @pytest.mark.skipif(not TENSORFLOW, reason="bit-exact resume is promised for TensorFlow")
 def test_averaging_and_selection_resume_bit_identically_after_kill(data_dir, tmp_path):
     import time
@@ -287,8 +266,8 @@ def test_averaging_and_selection_resume_bit_identically_after_kill(data_dir, tmp
     proc = _run(_train_args(clean, data_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("final.weights.h5", "final.raw.weights.h5"):
-        a = _h5(os.path.join(clean, "phase_phase2", name))
-        b = _h5(os.path.join(interrupted, "phase_phase2", name))
+        a = h5_arrays(os.path.join(clean, "phase_phase2", name))
+        b = h5_arrays(os.path.join(interrupted, "phase_phase2", name))
         assert a.keys() == b.keys() and len(a) > 10
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}: {key}")

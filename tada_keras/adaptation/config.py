@@ -61,10 +61,10 @@ def check_config(cfg, method) -> None:
     if cfg.da == "none":
         return
     parse_levels(cfg.da_levels, cfg.da)
-    if cfg.da_face_mask and cfg.main_task != "normals":
-        raise ValueError(f"--da_face_mask needs --main=normals: it masks the "
-                         "discriminators' inputs with the normals labels' normals_mask, "
-                         f"which --main={cfg.main_task} does not read")
+    if cfg.da_face_mask and not _has_valid_region(cfg.main_task):
+        raise ValueError(f"--da_face_mask needs a main task with a per-pixel validity "
+                         f"mask (Task.valid_region: {', '.join(_with_valid_region())}); "
+                         f"--main={cfg.main_task} has none")
     if cfg.batch_target == 0:
         raise ValueError(f"--da={cfg.da} needs target images in every batch, but "
                          "--batch_target=0 gives source-only batches; set --batch_target > 0")
@@ -169,3 +169,16 @@ def finish(model, cfg, log=print) -> dict:
         f"fraction with balanced accuracy < 55 %: "
         f"{'n/a' if fraction is None else f'{fraction:.2f}'}")
     return summary
+
+
+def _has_valid_region(name: str) -> bool:
+    from tada_keras.tasks import get_task
+    from tada_keras.tasks.base import Task
+
+    return type(get_task(name)).valid_region is not Task.valid_region
+
+
+def _with_valid_region() -> list[str]:
+    from tada_keras.tasks import tasks_for_role
+
+    return [n for n in tasks_for_role("main") if _has_valid_region(n)]

@@ -1,4 +1,6 @@
-"""Backbones returning multi-scale features C2..C5 (strides 4, 8, 16, 32)."""
+"""Backbones returning named multi-scale features: ``{"P2": C2, ..., "P5": C5}`` (strides
+4, 8, 16, 32), the levels recorded by name while the backbone is built (keras-hub's
+``pyramid_outputs``)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ BACKBONES = ("resnet50", *efficientnet_lite.VARIANTS, "resnet18", "resnet10s", "
 # (``ImagePreprocessing`` mode); the others are trained from scratch on [-1, 1] inputs.
 PREPROCESSING = {"resnet50": "caffe", **{v: "lite" for v in efficientnet_lite.VARIANTS}}
 
+# The pyramid levels every backbone returns, by stride 4, 8, 16 and 32.
+PYRAMID_LEVELS = ("P2", "P3", "P4", "P5")
 # keras.applications.ResNet50 layer names of the last block of each stage.
-_RESNET50_FEATURES = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
-                      "conv5_block3_out")
+_RESNET50_FEATURES = {"P2": "conv2_block3_out", "P3": "conv3_block4_out",
+                      "P4": "conv4_block6_out", "P5": "conv5_block3_out"}
 
 
 class BackboneWeightsError(RuntimeError):
@@ -24,7 +28,7 @@ class BackboneWeightsError(RuntimeError):
 
 
 def build_backbone(name: str, weights=None, input_shape=(None, None, 3)) -> keras.Model:
-    """Returns a Model mapping preprocessed images to [C2, C3, C4, C5].
+    """Returns a Model mapping preprocessed images to ``{"P2": C2, ..., "P5": C5}``.
 
     Args:
         name: one of ``BACKBONES``. ``resnet50`` is keras.applications.ResNet50 (the
@@ -75,7 +79,7 @@ def _resnet50(weights, input_shape):
             f"backbone_weights: cannot load {weights!r} into ResNet50: {err}") from None
     # Its BatchNorm layers become the fused ones (same names and weights).
     base = fuse_batchnorm(base)
-    outputs = [base.get_layer(n).output for n in _RESNET50_FEATURES]
+    outputs = {level: base.get_layer(n).output for level, n in _RESNET50_FEATURES.items()}
     return keras.Model(base.input, outputs, name="resnet50")
 
 
@@ -101,20 +105,20 @@ def _resnet(input_shape, widths, blocks, name):
     inputs = keras.Input(input_shape)
     x = _conv_bn_relu(inputs, widths[0], 7, 2, "conv1")
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-    features = []
+    features = {}
     for stage, filters in enumerate(widths, start=2):
         for block in range(blocks):
             strides = 2 if (block == 0 and stage > 2) else 1
             x = _basic_block(x, filters, strides, f"conv{stage}_block{block + 1}")
-        features.append(x)
+        features[f"P{stage}"] = x
     return keras.Model(inputs, features, name=name)
 
 
 def _tiny(input_shape):
     inputs = keras.Input(input_shape)
     x = _conv_bn_relu(inputs, 16, 3, 2, "stem")
-    features = []
+    features = {}
     for stage, filters in enumerate((16, 32, 64, 128), start=2):
         x = _conv_bn_relu(x, filters, 3, 2, f"conv{stage}")
-        features.append(x)
+        features[f"P{stage}"] = x
     return keras.Model(inputs, features, name="tiny")

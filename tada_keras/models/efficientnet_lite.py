@@ -39,7 +39,7 @@ _B0_STAGES = ((3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40, 6, 2),
 # variant: (width coefficient, depth coefficient) of tensorflow/tpu's efficientnet_lite.
 VARIANTS = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite1": (1.0, 1.1),
             "efficientnet_lite2": (1.1, 1.2)}
-# Stages whose last block gives the pyramid levels C2..C5 (strides 4, 8, 16, 32).
+# Stages whose last block gives the pyramid levels P2..P5 (C2..C5: strides 4, 8, 16, 32).
 _PYRAMID_STAGES = (1, 2, 4, 6)
 _STEM, _HEAD = 32, 1280
 _BN_EPSILON = 1e-3
@@ -112,7 +112,7 @@ def build_efficientnet_lite(variant="efficientnet_lite0", weights=None,
             or a path to a ``.weights.h5`` file of this network.
         input_shape: the input's shape.
         include_top: ``False``: preprocessed images (``ImagePreprocessing(mode="lite")``)
-            → ``[C2, C3, C4, C5]``; ``True``: RGB images in [0, 255] → ImageNet class
+            → ``{"P2": C2, ..., "P5": C5}``; ``True``: RGB images in [0, 255] → ImageNet class
             probabilities (1000), preprocessing included.
 
     Example:
@@ -130,12 +130,12 @@ def build_efficientnet_lite(variant="efficientnet_lite0", weights=None,
     x = ImagePreprocessing(mode="lite", name="preprocessing")(inputs) if include_top else inputs
     x = _bn_relu6(_conv(x, _STEM, 3, 2, "stem_conv"), "stem")
     specs = block_specs(variant)
-    features = []
+    features = {}
     for index, (stage, *block) in enumerate(specs):
         x = _mbconv(x, index, *block)
         last_of_stage = index + 1 == len(specs) or specs[index + 1][0] != stage
         if last_of_stage and stage in _PYRAMID_STAGES:
-            features.append(x)
+            features[f"P{_PYRAMID_STAGES.index(stage) + 2}"] = x
     if include_top:
         x = _bn_relu6(_conv(x, _HEAD, 1, 1, "head_conv"), "head")
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -21,6 +21,8 @@ _NUM_STAGES = 3
 # Feature levels in the paper's words (Table 5): the last two ResNet stages and the
 # decoder's up-sampling stages. ``build_feature_model`` taps them.
 FEATURE_LEVELS = ("layer-3", "layer-4", "up-1", "up-2", "up-3")
+# The backbone's pyramid level behind each backbone feature level.
+_BACKBONE_LEVELS = {"layer-3": "P4", "layer-4": "P5"}
 
 
 def _up_stage(top, lateral, stage, channels):
@@ -62,11 +64,14 @@ def build_tada_graph(tasks, backbone="resnet50", backbone_weights=None, decoder_
     image = keras.Input(input_shape, name="image")
     mode = PREPROCESSING.get(backbone, "unit")
     x = ImagePreprocessing(mode=mode, name="preprocessing")(image)
-    c2, c3, c4, c5 = build_backbone(backbone, backbone_weights, (None, None, 3))(x)
-    laterals = {1: c4, 2: c3, 3: c2}
-    top = keras.layers.Conv2D(channels, 1, name="top_lateral")(c5)
+    pyramid = build_backbone(backbone, backbone_weights, (None, None, 3))(x)
+    laterals = {1: pyramid["P4"], 2: pyramid["P3"], 3: pyramid["P2"]}
+    # Every feature level is recorded by name while it is built (build_feature_model).
+    encoder_levels = {level: pyramid[p] for level, p in _BACKBONE_LEVELS.items()}
+    top = keras.layers.Conv2D(channels, 1, name="top_lateral")(pyramid["P5"])
     for stage in range(1, split + 1):
         top = _up_stage(top, laterals[stage], stage, channels)
+        encoder_levels[f"up-{stage}"] = top
         if stage == 2:
             mid_in_encoder = top  # the depth branch (in the head) reads the 2nd stage
     encoder_outputs = [top] + [laterals[s] for s in range(split + 1, _NUM_STAGES + 1)]
@@ -74,35 +79,27 @@ def build_tada_graph(tasks, backbone="resnet50", backbone_weights=None, decoder_
     if split == 3 and needs_mid:
         encoder_outputs.append(mid_in_encoder)
     encoder = keras.Model(image, encoder_outputs, name="encoder")
+    encoder.feature_levels = encoder_levels
 
     # === Head ===
     head_inputs = [keras.Input((None, None, t.shape[-1]), name=f"head_in_{i}")
                    for i, t in enumerate(encoder_outputs)]
     top = head_inputs[0]
     mid = {1: None, 2: top, 3: head_inputs[-1] if needs_mid else None}[split]
+    head_levels = {}
     for i, stage in enumerate(range(split + 1, _NUM_STAGES + 1), start=1):
         top = _up_stage(top, head_inputs[i], stage, channels)
+        head_levels[f"up-{stage}"] = top
         if stage == 2:
             mid = top
     outputs = {}
     for task in tasks:
         outputs.update(task.build_outputs(top, mid))
     head = keras.Model(head_inputs, outputs, name="head")
+    head.feature_levels = head_levels
 
     # === Functional Model ===
     return image, head(encoder(image))
-
-
-def _level_tensor(submodel, level):
-    """The symbolic tensor of ``level`` inside ``submodel``'s graph, or None."""
-    names = {layer.name for layer in submodel.layers}
-    if level in ("layer-3", "layer-4"):
-        # C4 feeds the first stage's lateral, C5 the top lateral (see build_tada_graph);
-        # the backbone's own `.output` belongs to its inner graph, not this one.
-        consumer = "up1_lateral" if level == "layer-3" else "top_lateral"
-        return submodel.get_layer(consumer).input if consumer in names else None
-    name = f"up{level.split('-')[1]}_out"
-    return submodel.get_layer(name).output if name in names else None
 
 
 def build_feature_model(encoder: keras.Model, head: keras.Model,
@@ -115,19 +112,15 @@ def build_feature_model(encoder: keras.Model, head: keras.Model,
     TADA network itself, with extra outputs for feature-level domain adaptation.
 
     Args:
-        encoder / head: the sub-models of a TADA network.
+        encoder / head: the sub-models of a TADA network (``build_tada_graph`` records
+            their feature levels by name in ``feature_levels`` as it builds them).
         levels: names from ``FEATURE_LEVELS``.
     """
     unknown = [lv for lv in levels if lv not in FEATURE_LEVELS]
     if unknown:
         raise ValueError(f"Unknown feature level(s) {unknown}; expected {list(FEATURE_LEVELS)}")
-    enc_taps, head_taps = {}, {}
-    for level in levels:
-        tensor = _level_tensor(encoder, level)
-        if tensor is not None:
-            enc_taps[level] = tensor
-        else:
-            head_taps[level] = _level_tensor(head, level)
+    enc_taps = {lv: encoder.feature_levels[lv] for lv in levels if lv in encoder.feature_levels}
+    head_taps = {lv: head.feature_levels[lv] for lv in levels if lv not in enc_taps}
     enc = keras.Model(encoder.inputs, [list(encoder.outputs), enc_taps],
                       name="encoder_features")
     dec = keras.Model(head.inputs, [head.output, head_taps], name="head_features")
