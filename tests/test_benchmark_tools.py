@@ -196,3 +196,19 @@ def test_gpu_check_quick_writes_the_dated_table_on_a_cpu(tmp_path):
     assert re.fullmatch(r"\| 20 \| \d+ \| \d+ \| [\d.]+ \| [\d.]+ \|", demo), demo
     raw = json.loads((tmp_path / "gpu_check.json").read_text())
     assert raw["demo"]["target_test"]["mean"] > 0 and raw["rows"]["efficientnet_lite0"]
+
+
+def test_eval_speed_table_has_one_row_per_result_and_flags_a_mismatch(tmp_path):
+    es = _load("eval_speed")
+    rows = {"tensorflow": (134.6, 57.0, True), "torch": (243.9, 278.9, False)}
+    paths = []
+    for backend, (slow, fast, same) in rows.items():
+        path = tmp_path / f"eval_speed_{backend}.json"
+        path.write_text(json.dumps({
+            "backend": backend, "cpu": "AMD EPYC", "simd": ["avx2"], "predict_ms": slow,
+            "predict_on_batch_ms": fast, "speedup": round(slow / fast, 2), "identical": same}))
+        paths.append(str(path))
+    lines = es.readme_table(paths).splitlines()
+    assert len(lines) == 2 + 2
+    assert lines[2] == "| tensorflow | AMD EPYC (avx2) | 134.6 | 57.0 | 2.36x | yes |"
+    assert lines[3].endswith("| 0.87x | **no** |")
